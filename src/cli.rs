@@ -1,0 +1,294 @@
+//! Command-line definitions: one struct per subcommand. Parsing only; the
+//! commands in `src/commands/` do the work.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "u7s-bundle",
+    version,
+    about = "Carry a rootless Kubernetes (ALT podsec-k8s, u7s) image set to air-gapped hosts as one signed archive",
+    long_about = "Carry a rootless Kubernetes (ALT podsec-k8s, u7s) image set to air-gapped hosts.\n\n\
+On a connected host: `build` pulls the image set of a platform / kubernetes version / \
+architecture and writes one compact, signed archive. On the isolated host: `load` \
+verifies it, pushes the images to registry.local, signs them (OpenPGP simple signing) \
+and writes policy.json, registries.d and the lookaside signatures that CRI-O checks.",
+    after_help = "Exit codes: 0 success; 1 failure; 2 usage error; 3 verification failed \
+(bad or untrusted signature, digest mismatch, malformed archive); 130/143 interrupted.\n\
+Docs: man u7s-bundle, docs/ (English and Russian)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List the platforms, their aliases and the kubernetes versions the profiles know.
+    Profiles(ProfilesArgs),
+    /// Show the image set of a platform / kubernetes version / arch (offline unless --resolve).
+    Plan(PlanArgs),
+    /// Pull an image set and write one compact, signed bundle archive.
+    Build(BuildArgs),
+    /// Show what a bundle holds (reads only its bundle.json; use `verify` to check it).
+    Inspect(InspectArgs),
+    /// Check a bundle offline: signature, every digest and size, the layout.
+    Verify(VerifyArgs),
+    /// Verify a bundle, push it to registry.local, sign every image, write the trust files.
+    Load(LoadArgs),
+    /// Generate an OpenPGP signing key of the shape container tools accept.
+    Keygen(KeygenArgs),
+}
+
+/// How to reach a registry.
+#[derive(Args, Debug, Clone)]
+pub struct RegistryArgs {
+    /// Talk plain HTTP to the registry (loopback test registries, lab mirrors).
+    #[arg(long)]
+    pub plain_http: bool,
+    /// Extra CA certificates (PEM) to trust for the registry's TLS.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// User name for the registry (the password is read from stdin with --password-stdin).
+    #[arg(long, requires = "password_stdin")]
+    pub username: Option<String>,
+    /// Read the registry password from the first line of standard input.
+    #[arg(long, requires = "username")]
+    pub password_stdin: bool,
+    /// Attempts per request on transient failures (connection errors, 5xx, 429).
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub retries: u32,
+}
+
+/// Which image set.
+#[derive(Args, Debug, Clone)]
+pub struct SelectArgs {
+    /// Platform or alias: c10f (k8s-c10f2, k8s-c10f1), p10 (k8s-p10), p11, sisyphus, alt.
+    #[arg(long, value_name = "P")]
+    pub platform: String,
+    /// Kubernetes version (v1.26.9 or 1.26.9); default: the newest the profile knows.
+    #[arg(long, value_name = "V")]
+    pub kube_version: Option<String>,
+    /// Architecture: amd64, arm64, arm, ppc64le, 386 (arm/v7 for a variant); default: the host's.
+    #[arg(long, value_name = "A")]
+    pub arch: Option<String>,
+    /// Flannel tag (the flannel-cni-plugin tag follows from it).
+    #[arg(long, value_name = "TAG", env = "U7S_FLANNEL_TAG")]
+    pub flannel_tag: Option<String>,
+    /// When the profile does not know the version, take the newest tag of the same
+    /// minor on the source registry (sorted as versions), like podsec's
+    /// U7S_SETAVAILABLEIMAGES=yes.
+    #[arg(long)]
+    pub set_available_images: bool,
+    /// Read profiles from this directory instead of the built-in ones.
+    #[arg(long, value_name = "DIR", hide_short_help = true)]
+    pub profiles_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ProfilesArgs {
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, value_name = "DIR", hide_short_help = true)]
+    pub profiles_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Source registry.
+    #[arg(
+        long,
+        value_name = "HOST[:PORT]",
+        default_value = "registry.altlinux.org"
+    )]
+    pub source: String,
+    /// Ask the source registry for each image's digest and size.
+    #[arg(long)]
+    pub resolve: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompressionArg {
+    Xz,
+    Zstd,
+}
+
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Source registry.
+    #[arg(
+        long,
+        value_name = "HOST[:PORT]",
+        default_value = "registry.altlinux.org"
+    )]
+    pub source: String,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Outer compression: xz (smallest) or zstd (much faster to build and load).
+    #[arg(long, value_enum, default_value_t = CompressionArg::Xz)]
+    pub compression: CompressionArg,
+    /// Compression level (xz 0-9, default 9; zstd 1-22, default 12).
+    #[arg(long, value_name = "N")]
+    pub level: Option<u32>,
+    /// Secret key to sign bundle.json with (as `keygen` or `gpg --export-secret-keys` writes).
+    #[arg(long, value_name = "FILE")]
+    pub sign_key: Option<PathBuf>,
+    /// File holding the passphrase of --sign-key.
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// Directory for the archive.
+    #[arg(long, value_name = "DIR", default_value = "bundles")]
+    pub output: PathBuf,
+    /// Add an image: REF (named as its registry-relative path) or REF=NAME
+    /// (NAME: registry-relative repo:tag). REF@sha256:… keeps its digests.
+    #[arg(long = "extra-image", value_name = "REF[=NAME]")]
+    pub extra_images: Vec<String>,
+    /// Store the original blobs byte for byte (for images pinned by digest).
+    #[arg(long)]
+    pub preserve_digests: bool,
+    /// Parallel downloads, and compressor threads.
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Build cache (downloaded layers, verified before reuse).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Replace an existing archive of the same name.
+    #[arg(long)]
+    pub force: bool,
+    /// No progress output.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    pub archive: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TrustArgs {
+    /// Public keys trusted to sign bundles (repeatable). Every *.pgp in
+    /// /etc/u7s-bundle/trusted.d/ is trusted too.
+    #[arg(long = "keyring", value_name = "FILE")]
+    pub keyrings: Vec<PathBuf>,
+    /// Accept a bundle without a signature (and legacy podsec archives).
+    #[arg(long)]
+    pub allow_unsigned: bool,
+    /// Directory of trusted keys (*.pgp).
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/etc/u7s-bundle/trusted.d",
+        hide_short_help = true
+    )]
+    pub trusted_dir: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    pub archive: PathBuf,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    #[arg(long)]
+    pub json: bool,
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct KeygenArgs {
+    /// User ID, e.g. 'Image Builder <builder@example.org>'.
+    #[arg(long)]
+    pub uid: String,
+    /// Writes PREFIX.key (secret, mode 0600) and PREFIX.pgp (public).
+    #[arg(long, value_name = "PREFIX")]
+    pub output: PathBuf,
+    /// Protect the secret key with the passphrase in this file.
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct LoadArgs {
+    /// The bundle (.u7s.tar.xz / .u7s.tar.zst), or a legacy podsec archive (<arch>.tar.xz).
+    pub archive: PathBuf,
+    /// Target registry. registry.local is spoken to over plain HTTP (as podsec
+    /// sets it up); other registries over HTTPS unless --plain-http.
+    #[arg(long, value_name = "HOST[:PORT]", default_value = "registry.local")]
+    pub registry: String,
+    #[command(flatten)]
+    pub registry_opts: RegistryArgs,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    /// Which directory of a legacy podsec archive to load (default: the host's arch).
+    #[arg(long, value_name = "A")]
+    pub arch: Option<String>,
+    /// Secret key file to sign the images with (as keygen or `gpg --export-secret-keys` writes).
+    #[arg(long, value_name = "FILE", conflicts_with = "sign_by")]
+    pub sign_key: Option<PathBuf>,
+    /// Passphrase of --sign-key (or of the GnuPG key with --sign-by).
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// Sign with an existing GnuPG key of the current user (fingerprint or email), like podsec's imagemaker.
+    #[arg(long, value_name = "ID")]
+    pub sign_by: Option<String>,
+    /// Lookaside signature store (written).
+    #[arg(long, value_name = "DIR", default_value = "/var/sigstore/sigstore")]
+    pub sigstore_dir: PathBuf,
+    /// Where the public key and the policy copy for other nodes go.
+    #[arg(long, value_name = "DIR", default_value = "/var/sigstore/keys")]
+    pub keys_dir: PathBuf,
+    /// containers-policy.json to merge the signedBy rule into.
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/etc/containers/policy.json"
+    )]
+    pub policy: PathBuf,
+    /// containers-registries.d directory.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/etc/containers/registries.d"
+    )]
+    pub registries_d: PathBuf,
+    /// Where readers (CRI-O on every node) fetch signatures from.
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "http://sigstore.local:81/sigstore/"
+    )]
+    pub lookaside_url: String,
+    /// Only push and sign; leave policy.json, registries.d and the keys alone.
+    #[arg(long)]
+    pub no_trust_config: bool,
+    /// Do not push the legacy name aliases (k8s-c10f2/… for c10f).
+    #[arg(long)]
+    pub no_legacy_names: bool,
+    /// Verify everything and report what would be pushed and written; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress output.
+    #[arg(long, short)]
+    pub quiet: bool,
+}

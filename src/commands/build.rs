@@ -1,0 +1,322 @@
+//! `u7s-bundle build`: profile → plan → pull into the cache → one archive.
+
+use std::fs;
+use std::io::{BufWriter, Read, Write};
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+
+use super::plan::{planned_images, substitute_missing, Planned};
+use super::{
+    default_jobs, human_bytes, image_set, load_profiles, print_json, registry_client, select_arch,
+    Exit,
+};
+use crate::cli::{BuildArgs, CompressionArg};
+use u7s_bundle::bundle::assemble::{self, BlobData, BundleInfo};
+use u7s_bundle::bundle::compress::{Codec, EncodeOptions};
+use u7s_bundle::bundle::model::{MANIFEST_NAME, SIGNATURE_NAME};
+use u7s_bundle::bundle::writer::ArchiveWriter;
+use u7s_bundle::cache::Cache;
+use u7s_bundle::fsutil::PendingFile;
+use u7s_bundle::progress::Progress;
+use u7s_bundle::reference::Reference;
+use u7s_bundle::{interrupt, pull, sign};
+
+pub fn run(args: BuildArgs) -> Result<()> {
+    interrupt::install();
+    let progress = Progress::auto(args.quiet || args.json);
+    let profiles = load_profiles(args.select.profiles_dir.as_deref())?;
+    let (arch, variant) = select_arch(args.select.arch.as_deref())?;
+    let set = image_set(&profiles, &args.select)?;
+    let platform = profiles.platform(&set.platform)?;
+    let jobs = args.jobs.unwrap_or_else(default_jobs).max(1);
+
+    // Everything that can fail without the network fails first.
+    let signer = match &args.sign_key {
+        Some(path) => {
+            let pass = args
+                .passphrase_file
+                .as_deref()
+                .map(sign::keys::passphrase_from_file)
+                .transpose()
+                .context("reading --passphrase-file")?;
+            Some(
+                sign::keys::SigningKey::from_file(path, pass.as_deref())
+                    .with_context(|| format!("loading the signing key {}", path.display()))?,
+            )
+        }
+        None => None,
+    };
+    let mut planned = planned_images(&set, &args.source)?;
+    for extra in &args.extra_images {
+        planned.push(parse_extra(extra, &args.source)?);
+    }
+    if args.preserve_digests {
+        for p in &mut planned {
+            p.preserve = true;
+        }
+    }
+    let codec = match args.compression {
+        CompressionArg::Xz => Codec::Xz,
+        CompressionArg::Zstd => Codec::Zstd,
+    };
+    let arch_label = match &variant {
+        Some(v) => format!("{arch}{v}"),
+        None => arch.clone(),
+    };
+    let stem = format!("{}-{}-{arch_label}", set.platform, set.kube_version);
+    let final_path = args
+        .output
+        .join(format!("{stem}.u7s.{}", codec.extension()));
+    if final_path.exists() && !args.force {
+        bail!(
+            "{} exists already; remove it or give --force to replace it",
+            final_path.display()
+        );
+    }
+    fs::create_dir_all(&args.output)
+        .with_context(|| format!("creating {}", args.output.display()))?;
+    let cache_dir = args.cache_dir.clone().unwrap_or_else(Cache::default_dir);
+    let cache = Cache::open(&cache_dir)
+        .with_context(|| format!("opening the build cache {}", cache_dir.display()))?;
+
+    // Resolve every image before downloading any layer.
+    let client = registry_client(&args.source, args.registry.plain_http, &args.registry)?;
+    if args.select.set_available_images {
+        for n in substitute_missing(&client, &mut planned)? {
+            progress.message(&format!("note: {n}"));
+        }
+    }
+    progress.message(&format!(
+        "Resolving {} images for {}/{} on {}",
+        planned.len(),
+        set.platform,
+        arch_label,
+        args.source
+    ));
+    let mut resolved = Vec::with_capacity(planned.len());
+    for p in &planned {
+        if interrupt::cancelled() {
+            return Err(interrupted());
+        }
+        let r = pull::resolve(
+            &client,
+            &p.name,
+            p.role.as_deref(),
+            &p.source,
+            &arch,
+            variant.as_deref(),
+            p.preserve,
+        )
+        .with_context(|| format!("resolving {}", p.name))?;
+        resolved.push(r);
+    }
+
+    // Download distinct layers in parallel into the cache.
+    let layer_jobs = pull::layer_jobs(&resolved);
+    let total: u64 = layer_jobs.iter().map(|j| j.source.size).sum();
+    progress.message(&format!(
+        "Fetching {} distinct layers ({}) with {jobs} parallel downloads",
+        layer_jobs.len(),
+        human_bytes(total)
+    ));
+    let sizes = match pull::download(
+        &client,
+        &cache,
+        &layer_jobs,
+        jobs,
+        args.registry.retries.max(1),
+        &progress,
+        interrupt::flag(),
+    ) {
+        Ok(s) => s,
+        Err(pull::PullError::Interrupted) => return Err(interrupted()),
+        Err(e) => return Err(e).context("downloading layers"),
+    };
+
+    // Assemble and sign bundle.json.
+    let (created, mtime) = creation_time();
+    let info = BundleInfo {
+        platform: set.platform.clone(),
+        platform_aliases: platform.aliases.clone(),
+        legacy_prefixes: platform.legacy_prefixes.clone(),
+        kube_version: Some(set.kube_version.clone()),
+        arch: arch.clone(),
+        variant: variant.clone(),
+        profile: platform.name.clone(),
+        flannel_tag: set.flannel_tag.clone(),
+        flannel_cni_plugin_tag: set.flannel_cni_plugin_tag.clone(),
+        created,
+    };
+    let assembled = assemble::assemble(info, &resolved, &cache, &sizes)?;
+    assembled
+        .manifest
+        .validate()
+        .context("the assembled bundle.json")?;
+    let bundle_json = assembled.manifest.to_json();
+    let signature = match &signer {
+        Some(k) => {
+            Some(sign::detached::sign_detached(k, &bundle_json).context("signing bundle.json")?)
+        }
+        None => None,
+    };
+
+    // Write under a temporary name; rename only when complete.
+    let uncompressed: u64 = assembled.blobs.iter().map(|b| b.entry.size).sum();
+    let (pending, file) = PendingFile::create(&final_path)
+        .with_context(|| format!("creating a file in {}", args.output.display()))?;
+    let opts = EncodeOptions {
+        codec,
+        level: args.level,
+        threads: jobs as u32,
+    };
+    let mut w = ArchiveWriter::new(BufWriter::with_capacity(1 << 20, file), opts, mtime)?;
+    w.add_bytes(MANIFEST_NAME, &bundle_json)?;
+    if let Some(sig) = &signature {
+        w.add_bytes(SIGNATURE_NAME, sig)?;
+    }
+    w.add_bytes(&format!("{arch}/oci-layout"), &assembled.oci_layout)?;
+    w.add_bytes(&format!("{arch}/index.json"), &assembled.index_json)?;
+    let task = progress.bytes_task(
+        &format!("Compressing ({:?})", codec).to_lowercase(),
+        Some(uncompressed),
+    );
+    for b in &assembled.blobs {
+        if interrupt::cancelled() {
+            return Err(interrupted());
+        }
+        let path = assembled.manifest.blob_path(&b.entry.digest);
+        match &b.data {
+            BlobData::Memory(bytes) => w.add_bytes(&path, bytes)?,
+            BlobData::File(p) => {
+                let f = fs::File::open(p)
+                    .with_context(|| format!("reading cached layer {}", p.display()))?;
+                w.add_reader(
+                    &path,
+                    b.entry.size,
+                    ProgressReader {
+                        inner: f,
+                        task: &task,
+                    },
+                )?;
+            }
+        }
+        task.inc(if matches!(b.data, BlobData::Memory(_)) {
+            b.entry.size
+        } else {
+            0
+        });
+    }
+    let mut out = w.finish().context("finishing the archive")?;
+    out.flush()?;
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    let archive_size = file.metadata()?.len();
+    drop(task);
+    drop(file);
+    pending
+        .persist()
+        .with_context(|| format!("renaming into {}", final_path.display()))?;
+
+    let signer_fpr = signer.as_ref().map(|k| k.fingerprint());
+    if args.json {
+        print_json(&json!({
+            "archive": final_path,
+            "size": archive_size,
+            "uncompressed_size": uncompressed,
+            "compression": codec,
+            "platform": assembled.manifest.platform,
+            "kube_version": assembled.manifest.kube_version,
+            "arch": assembled.manifest.arch,
+            "signed": signer_fpr.is_some(),
+            "signer": signer_fpr,
+            "images": assembled.manifest.images.iter().map(|i| json!({"name": i.name, "digest": i.manifest, "size": i.size})).collect::<Vec<_>>(),
+        }));
+    } else {
+        if signer.is_none() {
+            progress.message("warning: the bundle is not signed (no --sign-key); load will refuse it without --allow-unsigned");
+        }
+        progress.message(&format!(
+            "{} images, {} blobs, {} → {} ({:.1}%)",
+            assembled.manifest.images.len(),
+            assembled.manifest.blobs.len(),
+            human_bytes(uncompressed),
+            human_bytes(archive_size),
+            archive_size as f64 * 100.0 / uncompressed.max(1) as f64
+        ));
+        println!("{}", final_path.display());
+    }
+    Ok(())
+}
+
+fn interrupted() -> anyhow::Error {
+    Exit::Interrupted(interrupt::exit_code().unwrap_or(130)).into()
+}
+
+/// `REF` or `REF=NAME`. A bare REF without a registry comes from --source; the
+/// bundle name is REF's registry-relative path. `REF@sha256:…` keeps digests.
+fn parse_extra(spec: &str, source: &str) -> Result<Planned> {
+    let (r, name) = match spec.split_once('=') {
+        Some((r, n)) => (r, Some(n)),
+        None => (spec, None),
+    };
+    let mut source_ref = Reference::parse(r).with_context(|| format!("--extra-image {spec}"))?;
+    if source_ref.registry.is_none() {
+        source_ref.registry = Some(source.to_string());
+    }
+    let name = match name {
+        Some(n) => {
+            let nr = Reference::parse(n).with_context(|| format!("--extra-image {spec}: name"))?;
+            if nr.registry.is_some() || nr.digest.is_some() || nr.tag.is_none() {
+                bail!("--extra-image {spec}: NAME must be registry-relative repo:tag, e.g. c10f/tool:v1");
+            }
+            nr.to_string()
+        }
+        None => {
+            let tag = source_ref.tag.clone().or_else(|| {
+                source_ref
+                    .digest
+                    .as_ref()
+                    .map(|d| format!("sha256-{}", d.hex()))
+            });
+            format!(
+                "{}:{}",
+                source_ref.repository,
+                tag.unwrap_or_else(|| "latest".into())
+            )
+        }
+    };
+    Ok(Planned {
+        name,
+        role: Some("extra".into()),
+        preserve: source_ref.digest.is_some(),
+        source: source_ref,
+    })
+}
+
+/// RFC 3339 creation time and the tar mtime: now, or SOURCE_DATE_EPOCH for
+/// reproducible builds.
+fn creation_time() -> (String, u64) {
+    let secs = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.parse::<i64>().ok())
+        .unwrap_or_else(|| time::OffsetDateTime::now_utc().unix_timestamp());
+    let t =
+        time::OffsetDateTime::from_unix_timestamp(secs).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let s = t
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into());
+    (s, secs.max(0) as u64)
+}
+
+struct ProgressReader<'a, R> {
+    inner: R,
+    task: &'a u7s_bundle::progress::Task,
+}
+
+impl<R: Read> Read for ProgressReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.task.inc(n as u64);
+        Ok(n)
+    }
+}

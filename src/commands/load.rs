@@ -1,0 +1,374 @@
+//! `u7s-bundle load`: verify → push → sign → trust files, on the isolated host.
+//!
+//! Nothing is written anywhere before the bundle signature checked out; no tag is
+//! set before the whole archive verified and every signature is in place; the
+//! trust files are written last, each atomically with a backup.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+
+use super::verify::{check_layout, check_signature};
+use super::{print_json, registry_client, trusted_keys, Exit};
+use crate::cli::LoadArgs;
+use u7s_bundle::bundle::reader::{self, Entry};
+use u7s_bundle::bundle::BundleManifest;
+use u7s_bundle::digest::Digest;
+use u7s_bundle::progress::Progress;
+use u7s_bundle::push::{push_names, PushName, Pusher};
+use u7s_bundle::sign::{self, ImageSigner};
+use u7s_bundle::trust;
+use u7s_bundle::{fsutil, interrupt};
+
+pub fn run(args: LoadArgs) -> Result<()> {
+    interrupt::install();
+    let progress = Progress::auto(args.quiet || args.json);
+    let keyring = trusted_keys(&args.trust)?;
+
+    // The signer first: a wrong passphrase or a missing key fails before any work.
+    let signer: Box<dyn ImageSigner> = match (&args.sign_key, &args.sign_by) {
+        (Some(path), _) => {
+            let pass = args
+                .passphrase_file
+                .as_deref()
+                .map(sign::keys::passphrase_from_file)
+                .transpose()
+                .context("reading --passphrase-file")?;
+            Box::new(
+                sign::keys::SigningKey::from_file(path, pass.as_deref())
+                    .with_context(|| format!("loading the signing key {}", path.display()))?,
+            )
+        }
+        (None, Some(id)) => Box::new(
+            sign::GpgSigner::with_options(
+                id,
+                sign::GpgOptions {
+                    passphrase_file: args.passphrase_file.clone(),
+                    ..Default::default()
+                },
+            )
+            .with_context(|| format!("finding the GnuPG key {id:?} (--sign-by)"))?,
+        ),
+        (None, None) => bail!(
+            "no signing key: give --sign-key FILE (see `u7s-bundle keygen`) or --sign-by ID (a GnuPG key of this user)"
+        ),
+    };
+
+    let plain_http = args.registry_opts.plain_http || is_registry_local(&args.registry);
+    let client = registry_client(&args.registry, plain_http, &args.registry_opts)?;
+    if !args.dry_run {
+        client.ping().with_context(|| {
+            format!(
+                "the registry {} does not answer; is it running?",
+                args.registry
+            )
+        })?;
+    }
+
+    // Stream the archive: header → signature check → blobs pushed as they come.
+    let file =
+        File::open(&args.archive).with_context(|| format!("opening {}", args.archive.display()))?;
+    let mut signer_fpr: Option<String> = None;
+    let mut pusher: Option<Pusher> = None;
+    let mut index_json: Option<Vec<u8>> = None;
+    let legacy_names = !args.no_legacy_names;
+    // The pusher borrows the manifest and names; both are set once, in the
+    // header callback, and live in `holder` for the rest of the read.
+    let holder: std::cell::OnceCell<(BundleManifest, Vec<PushName>)> = std::cell::OnceCell::new();
+    let task = progress.bytes_task("Verifying and pushing", None);
+    let result = reader::read_bundle(
+        file,
+        |h| {
+            signer_fpr = check_signature(
+                &h.raw_manifest,
+                h.signature.as_deref(),
+                &keyring,
+                args.trust.allow_unsigned,
+            )?;
+            let n = push_names(&h.manifest, legacy_names);
+            let _ = holder.set((h.manifest.clone(), n));
+            Ok(())
+        },
+        |_, entry| {
+            if interrupt::cancelled() {
+                return Err(Box::new(Exit::Interrupted(
+                    interrupt::exit_code().unwrap_or(130),
+                )));
+            }
+            let (m, n) = holder.get().expect("header checked");
+            let p = pusher.get_or_insert_with(|| Pusher::new(&client, m, n, args.dry_run));
+            match entry {
+                Entry::LayoutFile { path, data } => {
+                    if path == "index.json" {
+                        index_json = Some(data);
+                    }
+                }
+                Entry::Blob { blob, reader } => {
+                    p.on_blob(blob, reader)?;
+                    task.inc(blob.size);
+                }
+            }
+            Ok(())
+        },
+    );
+    drop(task);
+    result.map_err(|e| {
+        anyhow::Error::new(e).context(format!("{} was refused", args.archive.display()))
+    })?;
+    let (m, n) = holder.get().expect("header read");
+    check_layout(m, index_json.as_deref().unwrap_or_default())
+        .map_err(|why| Exit::Verification(format!("{}: {why}", args.archive.display())))?;
+    let mut pusher = pusher.unwrap_or_else(|| Pusher::new(&client, m, n, args.dry_run));
+
+    // Manifests by digest, then signatures, then tags.
+    pusher.push_manifests().context("pushing manifests")?;
+    let registry = client.host().to_string();
+    let sig_stats = sign_all(
+        signer.as_ref(),
+        &registry,
+        m,
+        n,
+        &args.sigstore_dir,
+        args.dry_run,
+    )?;
+    pusher.tag_all().context("setting tags")?;
+    let stats = pusher.stats.clone();
+
+    // Trust files last.
+    let mut changes: Vec<String> = Vec::new();
+    if !args.no_trust_config {
+        changes = write_trust_files(signer.as_ref(), &args, &registry, args.dry_run)?;
+    }
+
+    let images: Vec<_> = n
+        .iter()
+        .map(|p| json!({"name": p.identity(&registry), "digest": m.images[p.image].manifest}))
+        .collect();
+    if args.json {
+        print_json(&json!({
+            "archive": args.archive,
+            "dry_run": args.dry_run,
+            "bundle_signer": signer_fpr,
+            "image_signer": signer.fingerprint(),
+            "registry": registry,
+            "images": images,
+            "push": stats,
+            "signatures": sig_stats,
+            "files": changes,
+        }));
+    } else if !args.quiet {
+        let verb = if args.dry_run {
+            "would be loaded"
+        } else {
+            "loaded"
+        };
+        println!(
+            "{} images ({} names) {verb} into {registry}: {} tags set, {} already right",
+            m.images.len(),
+            n.len(),
+            stats.tags_set,
+            stats.tags_unchanged
+        );
+        println!(
+            "blobs: {} uploaded ({}), {} mounted, {} already present",
+            stats.blobs_uploaded,
+            super::human_bytes(stats.bytes_uploaded),
+            stats.blobs_mounted,
+            stats.blobs_present
+        );
+        println!(
+            "signatures by {}: {} written, {} already present",
+            signer.fingerprint(),
+            sig_stats.written,
+            sig_stats.present
+        );
+        match &signer_fpr {
+            Some(f) => println!("bundle signed by {f}"),
+            None => println!("bundle NOT signed (accepted with --allow-unsigned)"),
+        }
+        for c in &changes {
+            println!("{c}");
+        }
+    }
+    Ok(())
+}
+
+fn is_registry_local(host: &str) -> bool {
+    host == "registry.local" || host.starts_with("registry.local:")
+}
+
+#[derive(Debug, Default, serde::Serialize)]
+struct SignStats {
+    written: usize,
+    present: usize,
+}
+
+/// Sign every manifest for every name it was pushed under, unless a valid
+/// signature by this key for this identity is already there (reloads write
+/// nothing and never pile up signature-N files).
+fn sign_all(
+    signer: &dyn ImageSigner,
+    registry: &str,
+    m: &BundleManifest,
+    names: &[PushName],
+    sigstore: &Path,
+    dry_run: bool,
+) -> Result<SignStats> {
+    let mut stats = SignStats::default();
+    let own = sign::keys::load_keyring_bytes(&signer.public_key_bytes()?)?;
+    let created = time::OffsetDateTime::now_utc().unix_timestamp();
+    for n in names {
+        let digest: &Digest = &m.images[n.image].manifest;
+        let identity = n.identity(registry);
+        let existing =
+            trust::lookaside::read_signatures(sigstore, &n.repository, &digest.lookaside_form())
+                .with_context(|| format!("reading signatures of {identity}"))?;
+        let ours = |sig: &[u8]| {
+            sign::verify_simple(&own, sig)
+                .map(|(p, _)| {
+                    p.docker_reference == identity && p.manifest_digest == digest.to_string()
+                })
+                .unwrap_or(false)
+        };
+        if existing.iter().any(|s| ours(s)) {
+            stats.present += 1;
+            continue;
+        }
+        if dry_run {
+            stats.written += 1;
+            continue;
+        }
+        let payload = sign::payload(
+            &identity,
+            &digest.to_string(),
+            concat!("u7s-bundle ", env!("CARGO_PKG_VERSION")),
+            created,
+        );
+        let sig = signer
+            .sign_payload(&payload)
+            .with_context(|| format!("signing {identity}"))?;
+        trust::lookaside::store_signature(
+            sigstore,
+            &n.repository,
+            &digest.lookaside_form(),
+            &sig,
+            |old| {
+                // A signature by the same key for the same identity (e.g. an expired
+                // or re-made one) is replaced, not added to.
+                sign::verify_simple(&own, old)
+                    .map(|(p, _)| p.docker_reference == identity)
+                    .unwrap_or(false)
+            },
+        )
+        .with_context(|| {
+            format!(
+                "writing the signature of {identity} under {}",
+                sigstore.display()
+            )
+        })?;
+        stats.written += 1;
+    }
+    Ok(stats)
+}
+
+/// The public key, policy.json (+ its copy for other nodes), registries.d.
+fn write_trust_files(
+    signer: &dyn ImageSigner,
+    args: &LoadArgs,
+    registry: &str,
+    dry_run: bool,
+) -> Result<Vec<String>> {
+    let name = key_file_name(signer);
+    // policy.json needs an absolute keyPath: CRI-O would resolve a relative one
+    // from its own working directory.
+    let key_path = absolute(&args.keys_dir).join(format!("{name}.pgp"));
+    let mut out = Vec::new();
+    let existing_policy = match std::fs::read(&args.policy) {
+        Ok(b) => Some(b),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("reading {}", args.policy.display())),
+    };
+    let (policy, policy_changed) =
+        trust::policy::merge_signed_by(existing_policy.as_deref(), registry, &key_path)
+            .with_context(|| format!("merging into {}", args.policy.display()))?;
+    let staging = format!("file://{}", absolute(&args.sigstore_dir).display());
+    if dry_run {
+        out.push(format!("would write {}", key_path.display()));
+        if policy_changed {
+            out.push(format!("would update {}", args.policy.display()));
+        }
+        out.push(format!(
+            "would write {}",
+            args.keys_dir.join("policy.json").display()
+        ));
+        out.push(format!(
+            "would configure {} (lookaside {})",
+            args.registries_d.display(),
+            args.lookaside_url
+        ));
+        return Ok(out);
+    }
+    fsutil::create_dir_all_mode(&args.keys_dir, 0o755)
+        .with_context(|| format!("creating {}", args.keys_dir.display()))?;
+    let (p, changed) =
+        trust::keys::install_public_key(&args.keys_dir, &name, &signer.public_key_bytes()?)
+            .with_context(|| format!("writing the public key into {}", args.keys_dir.display()))?;
+    if changed {
+        out.push(format!("wrote {}", p.display()));
+    }
+    if let Some(parent) = args.policy.parent() {
+        fsutil::create_dir_all_mode(parent, 0o755)?;
+    }
+    if let Some(b) = fsutil::write_atomic_with_backup(&args.policy, &policy, 0o644)
+        .with_context(|| format!("writing {}", args.policy.display()))?
+    {
+        out.push(format!(
+            "updated {} (backup: {})",
+            args.policy.display(),
+            b.display()
+        ));
+    } else if policy_changed {
+        out.push(format!("wrote {}", args.policy.display()));
+    }
+    let copy = args.keys_dir.join("policy.json");
+    let copy_existed = copy.exists();
+    match fsutil::write_atomic_with_backup(&copy, &policy, 0o644)
+        .with_context(|| format!("writing {}", copy.display()))?
+    {
+        Some(b) => out.push(format!(
+            "updated {} (backup: {})",
+            copy.display(),
+            b.display()
+        )),
+        None if !copy_existed => out.push(format!("wrote {}", copy.display())),
+        None => {}
+    }
+    fsutil::create_dir_all_mode(&args.registries_d, 0o755)?;
+    for c in
+        trust::registries_d::configure(&args.registries_d, registry, &args.lookaside_url, &staging)
+            .with_context(|| format!("configuring {}", args.registries_d.display()))?
+    {
+        out.push(c.to_string());
+    }
+    Ok(out)
+}
+
+/// `imagemaker` from `imagemaker@example.org`; the fingerprint when there is no email.
+fn key_file_name(signer: &dyn ImageSigner) -> String {
+    let local = signer
+        .email()
+        .and_then(|e| e.split('@').next().map(str::to_string))
+        .filter(|l| {
+            !l.is_empty()
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+                && !l.starts_with('.')
+        });
+    local.unwrap_or_else(|| signer.fingerprint().to_string())
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}

@@ -1,0 +1,191 @@
+//! One module per subcommand: orchestration only. Shared helpers for options
+//! that several commands take live here.
+
+mod build;
+mod inspect;
+mod keygen;
+mod load;
+mod plan;
+mod profiles;
+mod verify;
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+
+use crate::cli::{Cli, Command, RegistryArgs, SelectArgs, TrustArgs};
+use u7s_bundle::profile::{self, ImageSet, Profiles};
+use u7s_bundle::registry::{self, auth::Credentials, Client, ClientOptions};
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Profiles(a) => profiles::run(a),
+        Command::Plan(a) => plan::run(a),
+        Command::Build(a) => build::run(a),
+        Command::Inspect(a) => inspect::run(a),
+        Command::Verify(a) => verify::run(a),
+        Command::Load(a) => load::run(a),
+        Command::Keygen(a) => keygen::run(a),
+    }
+}
+
+/// A failure whose exit code is not 1.
+#[derive(Debug, thiserror::Error)]
+pub enum Exit {
+    /// The bundle or a signature did not verify.
+    #[error("{0}")]
+    Verification(String),
+    /// Ctrl-C / SIGTERM.
+    #[error("interrupted")]
+    Interrupted(i32),
+}
+
+pub const EXIT_VERIFICATION: i32 = 3;
+
+/// 3 for anything that means "this bundle is not to be trusted", 130/143 for
+/// interruptions, 1 otherwise.
+pub fn exit_code(err: &anyhow::Error) -> i32 {
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<Exit>() {
+            return match e {
+                Exit::Verification(_) => EXIT_VERIFICATION,
+                Exit::Interrupted(c) => *c,
+            };
+        }
+        if cause
+            .downcast_ref::<u7s_bundle::bundle::reader::ReadError>()
+            .is_some()
+            || cause
+                .downcast_ref::<u7s_bundle::bundle::model::ModelError>()
+                .is_some()
+            || cause
+                .downcast_ref::<u7s_bundle::sign::SignError>()
+                .is_some()
+        {
+            return EXIT_VERIFICATION;
+        }
+    }
+    1
+}
+
+pub fn load_profiles(dir: Option<&Path>) -> Result<Profiles> {
+    Ok(match dir {
+        Some(d) => Profiles::load_dir(d)
+            .with_context(|| format!("loading profiles from {}", d.display()))?,
+        None => Profiles::builtin().context("loading the built-in profiles")?,
+    })
+}
+
+/// A registry client from the common options; reads the password from stdin
+/// when asked to.
+pub fn registry_client(host: &str, plain_http: bool, args: &RegistryArgs) -> Result<Client> {
+    if !u7s_bundle::reference::is_valid_registry(host) {
+        bail!("{host:?} is not a registry host (HOST or HOST:PORT)");
+    }
+    let credentials = match (&args.username, args.password_stdin) {
+        (Some(u), true) => Some(Credentials {
+            username: u.clone(),
+            password: registry::password_from_reader(std::io::stdin().lock())
+                .context("reading the password from standard input")?,
+        }),
+        _ => None,
+    };
+    let opts = ClientOptions {
+        plain_http,
+        ca_file: args.ca_file.clone(),
+        credentials,
+        attempts: args.retries.max(1),
+    };
+    Ok(Client::new(host, &opts)?)
+}
+
+/// (arch, variant) from --arch or the host.
+pub fn select_arch(arch: Option<&str>) -> Result<(String, Option<String>)> {
+    let a = arch.unwrap_or(u7s_bundle::platform::host_arch());
+    Ok(u7s_bundle::platform::normalize_arch(a)?)
+}
+
+/// The image set for the selection. With `--set-available-images` and a version
+/// the profile does not know, the newest known patch of the same minor supplies
+/// pause/etcd/coredns and the kube-* images carry the requested version (their
+/// tags are then looked up on the source, see `plan::substitute_missing`).
+pub fn image_set(profiles: &Profiles, select: &SelectArgs) -> Result<ImageSet> {
+    match profiles.image_set(
+        &select.platform,
+        select.kube_version.as_deref(),
+        select.flannel_tag.as_deref(),
+    ) {
+        Ok(s) => Ok(s),
+        Err(profile::ProfileError::UnknownVersion { .. }) if select.set_available_images => {
+            let wanted: profile::KubeVersion = select
+                .kube_version
+                .as_deref()
+                .unwrap_or_default()
+                .parse()
+                .context("--kube-version")?;
+            let platform = profiles.platform(&select.platform)?;
+            let base = platform
+                .versions()
+                .into_iter()
+                .filter(|v| v.major == wanted.major && v.minor == wanted.minor)
+                .max()
+                .with_context(|| {
+                    format!(
+                        "the profile knows no kubernetes {}.{} release to take pause/etcd/coredns from",
+                        wanted.major, wanted.minor
+                    )
+                })?;
+            let mut set = profiles.image_set(
+                &select.platform,
+                Some(&base.to_string()),
+                select.flannel_tag.as_deref(),
+            )?;
+            for img in &mut set.images {
+                if img.tag == set.kube_version {
+                    img.tag = wanted.to_string();
+                }
+            }
+            set.kube_version = wanted.to_string();
+            Ok(set)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Trusted keys: --keyring files plus every *.pgp in the trusted directory.
+pub fn trusted_keys(args: &TrustArgs) -> Result<Vec<sequoia_openpgp::Cert>> {
+    let mut certs =
+        u7s_bundle::sign::keys::load_keyring(&args.keyrings).context("reading --keyring")?;
+    certs.extend(
+        u7s_bundle::sign::keys::keyring_from_dir(&args.trusted_dir)
+            .with_context(|| format!("reading trusted keys in {}", args.trusted_dir.display()))?,
+    );
+    Ok(certs)
+}
+
+pub fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).expect("serializable"));
+}
+
+/// Human-readable byte count.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(2, 8)
+}

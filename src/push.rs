@@ -1,0 +1,463 @@
+//! Pushing a bundle's images into the target registry while the archive streams.
+//!
+//! Order, so that a failure anywhere leaves no tag pointing at anything new:
+//! 1. layers, each as it arrives from the archive: skipped when the repository
+//!    has it (HEAD), mounted from a repository that has it, else uploaded —
+//!    streamed straight from the decompressor and finalized (PUT ?digest=) only
+//!    after the archive reader verified its digest;
+//! 2. after the whole archive verified: configs, then every manifest by digest;
+//! 3. (the caller signs here, so a tag never exists without its signature)
+//! 4. tags.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{self, Read};
+use std::sync::mpsc::{sync_channel, Receiver};
+
+use reqwest::blocking::Body;
+
+use crate::bundle::model::{BlobEntry, BlobKind, BundleManifest};
+use crate::bundle::reader::VerifyingRead;
+use crate::digest::Digest;
+use crate::reference::Reference;
+use crate::registry::{Client, Mount, RegistryError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("pushing {what} to {repo}: {source}")]
+    Registry {
+        what: String,
+        repo: String,
+        #[source]
+        source: Box<RegistryError>,
+    },
+    #[error("reading blob {digest} from the archive: {source}")]
+    Archive {
+        digest: Digest,
+        #[source]
+        source: io::Error,
+    },
+    #[error("blob {digest} did not verify; its upload was cancelled")]
+    NotVerified { digest: Digest },
+    #[error("{0} is needed but was not in the archive")]
+    MissingSmallBlob(Digest),
+}
+
+/// One name an image is pushed under, and the bundle image it is.
+#[derive(Clone, Debug)]
+pub struct PushName {
+    pub image: usize,
+    pub repository: String,
+    pub tag: String,
+}
+
+impl PushName {
+    /// `<registry>/<repo>:<tag>`: the identity a signature must carry.
+    pub fn identity(&self, registry: &str) -> String {
+        format!("{registry}/{}:{}", self.repository, self.tag)
+    }
+}
+
+/// Every name of every image: `<name>`, plus the legacy-prefix aliases
+/// (`k8s-c10f2/…` for c10f) when `legacy` is set.
+pub fn push_names(m: &BundleManifest, legacy: bool) -> Vec<PushName> {
+    let mut out = Vec::new();
+    for (i, img) in m.images.iter().enumerate() {
+        let r: Reference = img.reference();
+        let tag = r.tag.clone().unwrap_or_else(|| "latest".into());
+        out.push(PushName {
+            image: i,
+            repository: r.repository.clone(),
+            tag: tag.clone(),
+        });
+        if !legacy {
+            continue;
+        }
+        if let Some(rest) = r.repository.strip_prefix(&format!("{}/", m.platform)) {
+            for p in &m.legacy_prefixes {
+                out.push(PushName {
+                    image: i,
+                    repository: format!("{p}/{rest}"),
+                    tag: tag.clone(),
+                });
+            }
+        }
+    }
+    out
+}
+
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct PushStats {
+    pub blobs_uploaded: usize,
+    pub bytes_uploaded: u64,
+    pub blobs_mounted: usize,
+    pub blobs_present: usize,
+    pub manifests_pushed: usize,
+    pub tags_set: usize,
+    pub tags_unchanged: usize,
+}
+
+pub struct Pusher<'a> {
+    client: &'a Client,
+    m: &'a BundleManifest,
+    names: &'a [PushName],
+    dry_run: bool,
+    /// Layer digest → repositories that need it.
+    need: BTreeMap<Digest, Vec<String>>,
+    /// (repository, digest) known to be in the registry.
+    present: BTreeSet<(String, Digest)>,
+    /// Manifests and configs, kept (verified) until the end.
+    small: BTreeMap<Digest, Vec<u8>>,
+    pub stats: PushStats,
+}
+
+impl<'a> Pusher<'a> {
+    pub fn new(
+        client: &'a Client,
+        m: &'a BundleManifest,
+        names: &'a [PushName],
+        dry_run: bool,
+    ) -> Pusher<'a> {
+        let mut need: BTreeMap<Digest, Vec<String>> = BTreeMap::new();
+        for n in names {
+            for l in &m.images[n.image].layers {
+                let v = need.entry(l.clone()).or_default();
+                if !v.contains(&n.repository) {
+                    v.push(n.repository.clone());
+                }
+            }
+        }
+        Pusher {
+            client,
+            m,
+            names,
+            dry_run,
+            need,
+            present: BTreeSet::new(),
+            small: BTreeMap::new(),
+            stats: PushStats::default(),
+        }
+    }
+
+    fn reg_err(
+        what: impl Into<String>,
+        repo: &str,
+    ) -> impl FnOnce(RegistryError) -> PushError + '_ {
+        let what = what.into();
+        move |source| PushError::Registry {
+            what,
+            repo: repo.to_string(),
+            source: Box::new(source),
+        }
+    }
+
+    fn is_present(&mut self, repo: &str, digest: &Digest) -> Result<bool, PushError> {
+        if self.present.contains(&(repo.to_string(), digest.clone())) {
+            return Ok(true);
+        }
+        let has = self
+            .client
+            .blob_size(repo, digest)
+            .map_err(Self::reg_err(format!("blob {digest}"), repo))?
+            .is_some();
+        if has {
+            self.present.insert((repo.to_string(), digest.clone()));
+        }
+        Ok(has)
+    }
+
+    /// Make `digest` present in each of `repos` without sending its bytes, if
+    /// some repository already has it (`known_source`, or one of `repos`).
+    /// Returns the repositories still missing it.
+    fn mount_everywhere(
+        &mut self,
+        digest: &Digest,
+        repos: &[String],
+        known_source: Option<&str>,
+    ) -> Result<Vec<String>, PushError> {
+        let mut missing = Vec::new();
+        let mut source: Option<String> = known_source.map(str::to_string);
+        let mut any_present = false;
+        for r in repos {
+            if self.is_present(r, digest)? {
+                any_present = true;
+                source.get_or_insert(r.clone());
+            } else {
+                missing.push(r.clone());
+            }
+        }
+        if any_present {
+            self.stats.blobs_present += 1;
+        }
+        let Some(from) = source else {
+            return Ok(missing);
+        };
+        let mut still = Vec::new();
+        for r in missing {
+            if self.dry_run {
+                still.push(r);
+                continue;
+            }
+            match self
+                .client
+                .mount_blob(&r, &from, digest)
+                .map_err(Self::reg_err(
+                    format!("blob {digest} (mount from {from})"),
+                    &r,
+                ))? {
+                Mount::Mounted => {
+                    self.present.insert((r.clone(), digest.clone()));
+                    self.stats.blobs_mounted += 1;
+                }
+                Mount::Upload(loc) => {
+                    self.client.cancel_upload(&r, &loc);
+                    still.push(r);
+                }
+            }
+        }
+        Ok(still)
+    }
+
+    /// Handle one blob as the archive yields it.
+    pub fn on_blob(
+        &mut self,
+        blob: &BlobEntry,
+        reader: &mut dyn VerifyingRead,
+    ) -> Result<(), PushError> {
+        let arch_err = |source| PushError::Archive {
+            digest: blob.digest.clone(),
+            source,
+        };
+        if blob.kind != BlobKind::Layer {
+            let mut buf = Vec::with_capacity(blob.size as usize);
+            reader.read_to_end(&mut buf).map_err(arch_err)?;
+            self.small.insert(blob.digest.clone(), buf);
+            return Ok(());
+        }
+        let repos = self.need.get(&blob.digest).cloned().unwrap_or_default();
+        let missing = if repos.is_empty() {
+            vec![]
+        } else {
+            self.mount_everywhere(&blob.digest, &repos, None)?
+        };
+        if missing.is_empty() || self.dry_run {
+            // Nothing to send; the caller's reader still verifies the bytes.
+            io::copy(reader, &mut io::sink()).map_err(arch_err)?;
+            return Ok(());
+        }
+        let first = missing[0].clone();
+        self.upload_stream(&first, blob, reader)?;
+        self.present.insert((first.clone(), blob.digest.clone()));
+        self.stats.blobs_uploaded += 1;
+        self.stats.bytes_uploaded += blob.size;
+        let rest: Vec<String> = missing[1..].to_vec();
+        if !rest.is_empty() {
+            let left = self.mount_everywhere(&blob.digest, &rest, Some(&first))?;
+            if let Some(r) = left.first() {
+                return Err(PushError::Registry {
+                    what: format!("blob {}", blob.digest),
+                    repo: r.clone(),
+                    source: Box::new(RegistryError::Status {
+                        method: reqwest::Method::POST,
+                        url: format!("{}/v2/{r}/blobs/uploads/?mount=…", self.client.host()),
+                        status: reqwest::StatusCode::ACCEPTED,
+                        body: "the registry refused a cross-repository mount".into(),
+                    }),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Stream one blob: the archive is read on this thread, the PATCH runs on
+    /// another, connected by a small bounded channel (memory stays bounded). The
+    /// upload is finalized only if the reader verified the blob.
+    fn upload_stream(
+        &mut self,
+        repo: &str,
+        blob: &BlobEntry,
+        reader: &mut dyn VerifyingRead,
+    ) -> Result<(), PushError> {
+        let client = self.client;
+        let loc = client
+            .start_upload(repo)
+            .map_err(Self::reg_err(format!("blob {}", blob.digest), repo))?;
+        let (tx, rx) = sync_channel::<io::Result<Vec<u8>>>(4);
+        let size = blob.size;
+        let (pump, patch) = std::thread::scope(|s| {
+            let h = s.spawn(|| {
+                client.patch_upload(repo, &loc, Body::sized(ChannelReader::new(rx), size))
+            });
+            let mut buf = vec![0u8; 1 << 20];
+            let pump: io::Result<()> = loop {
+                match reader.read(&mut buf) {
+                    Ok(0) => break Ok(()),
+                    Ok(n) => {
+                        if tx.send(Ok(buf[..n].to_vec())).is_err() {
+                            // The upload side ended early; it reports why.
+                            break Ok(());
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(io::Error::new(e.kind(), e.to_string())));
+                        break Err(e);
+                    }
+                }
+            };
+            drop(tx);
+            (pump, h.join().expect("upload thread"))
+        });
+        let cancel = |e: PushError| {
+            client.cancel_upload(repo, &loc);
+            Err(e)
+        };
+        if let Err(e) = pump {
+            return cancel(PushError::Archive {
+                digest: blob.digest.clone(),
+                source: e,
+            });
+        }
+        let next = match patch {
+            Ok(n) => n,
+            Err(e) => return cancel(Self::reg_err(format!("blob {}", blob.digest), repo)(e)),
+        };
+        if !reader.verified() {
+            return cancel(PushError::NotVerified {
+                digest: blob.digest.clone(),
+            });
+        }
+        client
+            .finish_upload(repo, &next, &blob.digest)
+            .map_err(Self::reg_err(format!("blob {}", blob.digest), repo))
+    }
+
+    /// After the archive verified: configs into every repository, then each
+    /// manifest by digest. Returns nothing; tags come later (`tag_all`).
+    pub fn push_manifests(&mut self) -> Result<(), PushError> {
+        if self.dry_run {
+            return Ok(());
+        }
+        let names = self.names;
+        for n in names {
+            let img = &self.m.images[n.image];
+            let config = self
+                .small
+                .get(&img.config)
+                .cloned()
+                .ok_or_else(|| PushError::MissingSmallBlob(img.config.clone()))?;
+            let known = self
+                .present
+                .iter()
+                .find(|(_, d)| d == &img.config)
+                .map(|(r, _)| r.clone());
+            let left = self.mount_everywhere(
+                &img.config,
+                std::slice::from_ref(&n.repository),
+                known.as_deref(),
+            )?;
+            if !left.is_empty() {
+                self.client
+                    .push_blob_bytes(&n.repository, &img.config, &config)
+                    .map_err(Self::reg_err(
+                        format!("config {}", img.config),
+                        &n.repository,
+                    ))?;
+                self.present
+                    .insert((n.repository.clone(), img.config.clone()));
+                self.stats.blobs_uploaded += 1;
+                self.stats.bytes_uploaded += config.len() as u64;
+            }
+            let manifest = self
+                .small
+                .get(&img.manifest)
+                .ok_or_else(|| PushError::MissingSmallBlob(img.manifest.clone()))?;
+            let exists = self
+                .client
+                .head_manifest(&n.repository, &img.manifest.to_string())
+                .map_err(Self::reg_err(
+                    format!("manifest {}", img.manifest),
+                    &n.repository,
+                ))?
+                .is_some();
+            if !exists {
+                self.client
+                    .put_manifest(
+                        &n.repository,
+                        &img.manifest.to_string(),
+                        manifest,
+                        &img.manifest_media_type,
+                    )
+                    .map_err(Self::reg_err(
+                        format!("manifest {}", img.manifest),
+                        &n.repository,
+                    ))?;
+                self.stats.manifests_pushed += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Point every tag at its manifest (skipping tags already right).
+    pub fn tag_all(&mut self) -> Result<(), PushError> {
+        for n in self.names {
+            let img = &self.m.images[n.image];
+            let current = self
+                .client
+                .head_manifest(&n.repository, &n.tag)
+                .map_err(Self::reg_err(format!("tag {}", n.tag), &n.repository))?;
+            if current.as_ref() == Some(&img.manifest) {
+                self.stats.tags_unchanged += 1;
+                continue;
+            }
+            if self.dry_run {
+                self.stats.tags_set += 1;
+                continue;
+            }
+            let manifest = self
+                .small
+                .get(&img.manifest)
+                .ok_or_else(|| PushError::MissingSmallBlob(img.manifest.clone()))?;
+            self.client
+                .put_manifest(&n.repository, &n.tag, manifest, &img.manifest_media_type)
+                .map_err(Self::reg_err(format!("tag {}", n.tag), &n.repository))?;
+            self.stats.tags_set += 1;
+        }
+        Ok(())
+    }
+}
+
+/// The upload side of the channel: a `Read` over the chunks the pump sends.
+/// An error sent by the pump surfaces as a read error, aborting the request.
+struct ChannelReader {
+    rx: Receiver<io::Result<Vec<u8>>>,
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl ChannelReader {
+    fn new(rx: Receiver<io::Result<Vec<u8>>>) -> ChannelReader {
+        ChannelReader {
+            rx,
+            buf: Vec::new(),
+            pos: 0,
+        }
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.buf.len() {
+            match self.rx.recv() {
+                Ok(Ok(v)) => {
+                    self.buf = v;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}

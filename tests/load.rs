@@ -1,0 +1,518 @@
+//! `u7s-bundle load` into a real docker-registry, checked by skopeo — the same
+//! containers/image verifier CRI-O uses — with the policy.json and registries.d
+//! that load wrote.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::*;
+use serde_json::Value;
+
+const SET: [&str; 9] = [
+    "c10f/kube-apiserver:v1.26.9",
+    "c10f/kube-controller-manager:v1.26.9",
+    "c10f/kube-scheduler:v1.26.9",
+    "c10f/kube-proxy:v1.26.9",
+    "c10f/coredns:v1.9.3",
+    "c10f/pause:3.9",
+    "c10f/etcd:3.5.6-0",
+    "c10f/flannel:v0.26.7",
+    "c10f/flannel-cni-plugin:v1.6.2-flannel1",
+];
+
+fn ub(home: &Path, args: &[&str]) -> Output {
+    command(home).args(args).output().expect("run u7s-bundle")
+}
+
+/// Everything a load test needs: a built, signed bundle; a target registry; the
+/// trust paths in a temp dir.
+struct Site {
+    _src: Registry,
+    target: Registry,
+    home: tempfile::TempDir,
+    work: tempfile::TempDir,
+    archive: PathBuf,
+    builder_pub: PathBuf,
+    signer_key: PathBuf,
+    signer_fpr: String,
+}
+
+impl Site {
+    fn new() -> Site {
+        let src = Registry::start();
+        let target = Registry::start();
+        let work = tempfile::tempdir().unwrap();
+        make_fixtures(&work.path().join("layout"), &SET, Some(&src));
+        let home = tempfile::tempdir().unwrap();
+        let builder = work.path().join("builder");
+        stdout_ok(&ub(
+            home.path(),
+            &[
+                "keygen",
+                "--uid",
+                "Builder <builder@example.org>",
+                "--output",
+                builder.to_str().unwrap(),
+            ],
+        ));
+        let signer = work.path().join("imagemaker");
+        let text = stdout_ok(&ub(
+            home.path(),
+            &[
+                "keygen",
+                "--uid",
+                "Image Maker <imagemaker@example.org>",
+                "--output",
+                signer.to_str().unwrap(),
+            ],
+        ));
+        let signer_fpr = text
+            .lines()
+            .find_map(|l| l.strip_prefix("fingerprint: "))
+            .unwrap()
+            .trim()
+            .to_uppercase();
+        let out_dir = work.path().join("bundles");
+        let out = ub(
+            home.path(),
+            &[
+                "build",
+                "--platform",
+                "k8s-c10f2",
+                "--kube-version",
+                "v1.26.9",
+                "--arch",
+                "amd64",
+                "--source",
+                &src.addr,
+                "--plain-http",
+                "--sign-key",
+                builder.with_extension("key").to_str().unwrap(),
+                "--output",
+                out_dir.to_str().unwrap(),
+                "--compression",
+                "zstd",
+            ],
+        );
+        let archive = PathBuf::from(stdout_ok(&out).trim());
+        Site {
+            _src: src,
+            target,
+            home,
+            work,
+            archive,
+            builder_pub: builder.with_extension("pgp"),
+            signer_key: signer.with_extension("key"),
+            signer_fpr,
+        }
+    }
+
+    fn p(&self, rel: &str) -> PathBuf {
+        self.work.path().join(rel)
+    }
+
+    fn trust_args(&self) -> Vec<String> {
+        let sigstore = self.p("sigstore");
+        vec![
+            "--registry".into(),
+            self.target.addr.clone(),
+            "--plain-http".into(),
+            "--sigstore-dir".into(),
+            sigstore.display().to_string(),
+            "--keys-dir".into(),
+            self.p("keys").display().to_string(),
+            "--policy".into(),
+            self.p("etc/containers/policy.json").display().to_string(),
+            "--registries-d".into(),
+            self.p("etc/containers/registries.d").display().to_string(),
+            "--lookaside-url".into(),
+            format!("file://{}", sigstore.display()),
+        ]
+    }
+
+    fn load(&self, archive: &Path, extra: &[&str]) -> Output {
+        let mut args: Vec<String> = vec![
+            "load".into(),
+            archive.display().to_string(),
+            "--keyring".into(),
+            self.builder_pub.display().to_string(),
+        ];
+        args.extend(self.trust_args());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        ub(self.home.path(), &a)
+    }
+
+    fn load_with_key(&self) -> Output {
+        self.load(
+            &self.archive.clone(),
+            &["--sign-key", self.signer_key.to_str().unwrap()],
+        )
+    }
+
+    /// `skopeo copy` of one image with the written policy and registries.d.
+    fn skopeo_pull(&self, name: &str, policy: &Path) -> Output {
+        let dest = self.p(&format!("pulled/{}", name.replace(['/', ':'], "_")));
+        let _ = fs::remove_dir_all(&dest);
+        fs::create_dir_all(&dest).unwrap();
+        skopeo([
+            "--policy",
+            policy.to_str().unwrap(),
+            "--registries.d",
+            self.p("etc/containers/registries.d").to_str().unwrap(),
+            "copy",
+            "--src-tls-verify=false",
+            &self.target.docker_ref(name),
+            &format!("dir:{}", dest.display()),
+        ])
+    }
+
+    fn trust_snapshot(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut v = Vec::new();
+        for d in ["keys", "etc", "sigstore"] {
+            snapshot(&self.p(d), &mut v);
+        }
+        v.sort();
+        v
+    }
+}
+
+fn snapshot(dir: &Path, out: &mut Vec<(PathBuf, Vec<u8>)>) {
+    let Ok(rd) = fs::read_dir(dir) else { return };
+    for e in rd {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            snapshot(&p, out);
+        } else {
+            out.push((p.clone(), fs::read(&p).unwrap()));
+        }
+    }
+}
+
+fn legacy(name: &str) -> String {
+    name.replacen("c10f/", "k8s-c10f2/", 1)
+}
+
+#[test]
+fn loaded_images_pass_skopeo_with_the_written_policy_and_fail_when_tampered() {
+    let s = Site::new();
+    let out = s.load_with_key();
+    let text = stdout_ok(&out);
+    assert!(text.contains(&s.signer_fpr), "{text}");
+    let policy = s.p("etc/containers/policy.json");
+
+    // The policy: default reject, signedBy for the registry with our key.
+    let pj: Value = serde_json::from_slice(&fs::read(&policy).unwrap()).unwrap();
+    assert_eq!(pj["default"][0]["type"], "reject");
+    let rule = &pj["transports"]["docker"][&s.target.addr][0];
+    assert_eq!(rule["type"], "signedBy");
+    assert_eq!(rule["keyType"], "GPGKeys");
+    assert_eq!(
+        rule["keyPath"],
+        s.p("keys/imagemaker.pgp").display().to_string()
+    );
+    assert_eq!(
+        fs::read(s.p("keys/policy.json")).unwrap(),
+        fs::read(&policy).unwrap(),
+        "copy for other nodes"
+    );
+
+    // Every image, under both names, passes the real verifier.
+    for name in SET {
+        for n in [name.to_string(), legacy(name)] {
+            let out = s.skopeo_pull(&n, &policy);
+            assert_success(&out, &format!("skopeo copy {n} with the written policy"));
+        }
+    }
+
+    // Each signature file passes skopeo standalone-verify.
+    let gh = gnupg_home();
+    assert_success(
+        &gh.gpg(["--import", s.p("keys/imagemaker.pgp").to_str().unwrap()]),
+        "gpg --import",
+    );
+    for name in SET {
+        let manifest = s.target.manifest(name).unwrap();
+        let mfile = s.p("manifest.json");
+        fs::write(&mfile, &manifest).unwrap();
+        let digest = sha256_digest(&manifest);
+        let repo = name.split(':').next().unwrap();
+        let sigdir = s
+            .p("sigstore")
+            .join(format!("{repo}@{}", digest.replace(':', "=")));
+        let sigs: Vec<_> = fs::read_dir(&sigdir).unwrap().collect();
+        assert_eq!(sigs.len(), 1, "one signature for {name}");
+        let out = skopeo_env(
+            [
+                "standalone-verify",
+                mfile.to_str().unwrap(),
+                &format!("{}/{name}", s.target.addr),
+                &s.signer_fpr,
+                sigdir.join("signature-1").to_str().unwrap(),
+            ],
+            &[("GNUPGHOME", gh.path().to_str().unwrap())],
+        );
+        assert_success(&out, &format!("standalone-verify {name}"));
+    }
+
+    // Policy pointing at another key: refused.
+    let other = s.p("other");
+    stdout_ok(&ub(
+        s.home.path(),
+        &[
+            "keygen",
+            "--uid",
+            "O <o@example.org>",
+            "--output",
+            other.to_str().unwrap(),
+        ],
+    ));
+    let other_policy = s.p("other-policy.json");
+    fs::write(
+        &other_policy,
+        fs::read_to_string(&policy).unwrap().replace(
+            &s.p("keys/imagemaker.pgp").display().to_string(),
+            &other.with_extension("pgp").display().to_string(),
+        ),
+    )
+    .unwrap();
+    let out = s.skopeo_pull(SET[0], &other_policy);
+    assert!(!out.status.success(), "another key must be refused");
+
+    // One byte altered in a signature: refused.
+    let name = SET[4];
+    let digest = s.target.manifest_digest(name).unwrap();
+    let sigfile = s
+        .p("sigstore")
+        .join(format!(
+            "{}@{}",
+            name.split(':').next().unwrap(),
+            digest.replace(':', "=")
+        ))
+        .join("signature-1");
+    let mut sig = fs::read(&sigfile).unwrap();
+    let orig = sig.clone();
+    let i = sig.len() - 20;
+    sig[i] ^= 0x40;
+    fs::write(&sigfile, &sig).unwrap();
+    assert!(
+        !s.skopeo_pull(name, &policy).status.success(),
+        "altered signature accepted"
+    );
+    // Deleted: refused.
+    fs::remove_file(&sigfile).unwrap();
+    assert!(
+        !s.skopeo_pull(name, &policy).status.success(),
+        "missing signature accepted"
+    );
+    fs::write(&sigfile, &orig).unwrap();
+    assert_success(&s.skopeo_pull(name, &policy), "restored signature");
+}
+
+#[test]
+fn reload_uploads_nothing_and_keeps_one_signature_per_name() {
+    let s = Site::new();
+    stdout_ok(&s.load_with_key());
+    let before = s.target.requests().len();
+    let snap = s.trust_snapshot();
+    let out = s.load(
+        &s.archive.clone(),
+        &["--sign-key", s.signer_key.to_str().unwrap(), "--json"],
+    );
+    let j: Value = serde_json::from_str(&stdout_ok(&out)).unwrap();
+    assert_eq!(j["push"]["blobs_uploaded"], 0, "{j}");
+    assert_eq!(j["push"]["tags_set"], 0);
+    assert_eq!(j["signatures"]["written"], 0);
+    let writes: Vec<_> = s.target.requests()[before..]
+        .iter()
+        .filter(|r| {
+            r.method == "PATCH"
+                || r.method == "PUT"
+                || (r.method == "POST" && !r.path.contains("mount="))
+        })
+        .cloned()
+        .collect();
+    assert!(
+        writes.is_empty(),
+        "a reload wrote to the registry: {writes:?}"
+    );
+    assert_eq!(
+        s.trust_snapshot(),
+        snap,
+        "a reload changed trust files or signatures"
+    );
+}
+
+#[test]
+fn a_tampered_or_untrusted_bundle_changes_nothing() {
+    let s = Site::new();
+    // Untrusted: a keyring with another key.
+    let other = s.p("other");
+    stdout_ok(&ub(
+        s.home.path(),
+        &[
+            "keygen",
+            "--uid",
+            "O <o@example.org>",
+            "--output",
+            other.to_str().unwrap(),
+        ],
+    ));
+    let mut args: Vec<String> = vec![
+        "load".into(),
+        s.archive.display().to_string(),
+        "--keyring".into(),
+        other.with_extension("pgp").display().to_string(),
+        "--sign-key".into(),
+        s.signer_key.display().to_string(),
+    ];
+    args.extend(s.trust_args());
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = ub(s.home.path(), &a);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(s.target.tags("c10f/kube-apiserver").is_empty());
+    assert!(s.trust_snapshot().is_empty(), "nothing written");
+
+    // A flipped byte in the last layer: blobs before it may land, but no tag, no
+    // signature, no trust file.
+    let bad = s.p("bad.u7s.tar.zst");
+    let raw = Command::new("zstd")
+        .arg("-dc")
+        .arg(&s.archive)
+        .output()
+        .unwrap()
+        .stdout;
+    let mut ar = tar::Archive::new(&raw[..]);
+    let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let mut d = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut d).unwrap();
+        entries.push((e.path().unwrap().display().to_string(), d));
+    }
+    let last = entries
+        .iter()
+        .rposition(|(n, d)| n.contains("/blobs/") && d.len() > 1000)
+        .unwrap();
+    let mid = entries[last].1.len() / 2;
+    entries[last].1[mid] ^= 1;
+    let mut b = tar::Builder::new(Vec::new());
+    for (n, d) in &entries {
+        let mut h = tar::Header::new_ustar();
+        h.set_path(n).unwrap();
+        h.set_size(d.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append(&h, &d[..]).unwrap();
+    }
+    let t = s.p("bad.tar");
+    fs::write(&t, b.into_inner().unwrap()).unwrap();
+    assert_success(
+        &Command::new("zstd")
+            .arg("-q")
+            .arg("-f")
+            .arg(&t)
+            .arg("-o")
+            .arg(&bad)
+            .output()
+            .unwrap(),
+        "zstd",
+    );
+    let out = s.load(&bad, &["--sign-key", s.signer_key.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in SET {
+        let repo = name.split(':').next().unwrap();
+        assert!(
+            s.target.tags(repo).is_empty(),
+            "{repo} got a tag from a bad bundle"
+        );
+    }
+    assert!(
+        s.trust_snapshot().is_empty(),
+        "trust files or signatures written for a bad bundle"
+    );
+
+    // The good bundle then loads (and re-uses what the failed run uploaded).
+    stdout_ok(&s.load_with_key());
+    assert_success(
+        &s.skopeo_pull(SET[0], &s.p("etc/containers/policy.json")),
+        "pull after good load",
+    );
+}
+
+#[test]
+fn sign_by_uses_a_key_in_the_users_gnupg_home() {
+    let s = Site::new();
+    let gh = gnupg_home();
+    assert_success(
+        &gh.gpg([
+            "--passphrase",
+            "",
+            "--quick-gen-key",
+            "Image Maker <imagemaker@example.org>",
+            "rsa3072",
+            "sign,cert",
+            "never",
+        ]),
+        "gpg keygen",
+    );
+    let mut args: Vec<String> = vec![
+        "load".into(),
+        s.archive.display().to_string(),
+        "--keyring".into(),
+        s.builder_pub.display().to_string(),
+        "--sign-by".into(),
+        "imagemaker@example.org".into(),
+    ];
+    args.extend(s.trust_args());
+    let out = command(s.home.path())
+        .args(&args)
+        .env("GNUPGHOME", gh.path())
+        .output()
+        .unwrap();
+    stdout_ok(&out);
+    let policy = s.p("etc/containers/policy.json");
+    for name in [SET[0], SET[6]] {
+        assert_success(&s.skopeo_pull(name, &policy), name);
+        assert_success(&s.skopeo_pull(&legacy(name), &policy), name);
+    }
+}
+
+#[test]
+fn dry_run_verifies_and_writes_nothing() {
+    let s = Site::new();
+    let out = s.load(
+        &s.archive.clone(),
+        &[
+            "--sign-key",
+            s.signer_key.to_str().unwrap(),
+            "--dry-run",
+            "--json",
+        ],
+    );
+    let j: Value = serde_json::from_str(&stdout_ok(&out)).unwrap();
+    assert_eq!(j["dry_run"], true);
+    assert!(j["push"]["tags_set"].as_u64().unwrap() >= 18, "{j}");
+    assert!(s.target.tags("c10f/kube-apiserver").is_empty());
+    assert!(s.trust_snapshot().is_empty());
+    assert!(
+        s.target
+            .requests()
+            .iter()
+            .all(|r| r.method == "GET" || r.method == "HEAD"),
+        "dry run wrote to the registry"
+    );
+}
