@@ -516,3 +516,75 @@ fn dry_run_verifies_and_writes_nothing() {
         "dry run wrote to the registry"
     );
 }
+
+/// A podsec-style archive, made as podsec-k8s-save-oci makes it (skopeo into an
+/// OCI layout per arch, then `tar c amd64 | xz`), loads with --allow-unsigned.
+#[test]
+fn a_podsec_archive_loads_with_allow_unsigned() {
+    let s = Site::new();
+    let layout = s.p("podsec");
+    fs::create_dir_all(layout.join("amd64")).unwrap();
+    for name in SET {
+        let out = skopeo([
+            "--insecure-policy",
+            "--override-arch",
+            "amd64",
+            "copy",
+            "--src-tls-verify=false",
+            &s._src.docker_ref(name),
+            &format!("oci:{}/amd64:{name}", layout.display()),
+        ]);
+        assert_success(&out, &format!("skopeo copy {name} → oci:"));
+    }
+    let archive = s.p("amd64.tar.xz");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "tar -C '{}' -c amd64 | xz -1 > '{}'",
+            layout.display(),
+            archive.display()
+        ))
+        .output()
+        .unwrap();
+    assert_success(&out, "tar | xz");
+
+    // Unsigned input is refused unless asked for.
+    let out = s.load(&archive, &["--sign-key", s.signer_key.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--allow-unsigned"));
+    assert!(s.target.tags("c10f/etcd").is_empty());
+
+    stdout_ok(&s.load(
+        &archive,
+        &[
+            "--sign-key",
+            s.signer_key.to_str().unwrap(),
+            "--allow-unsigned",
+            "--arch",
+            "amd64",
+        ],
+    ));
+    let policy = s.p("etc/containers/policy.json");
+    for name in SET {
+        assert_success(&s.skopeo_pull(name, &policy), name);
+        assert_success(&s.skopeo_pull(&legacy(name), &policy), &legacy(name));
+    }
+    // Same manifests as in the podsec layout: nothing was rewritten.
+    let idx: Value =
+        serde_json::from_slice(&fs::read(layout.join("amd64/index.json")).unwrap()).unwrap();
+    let want = idx["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == SET[6])
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(s.target.manifest_digest(SET[6]).unwrap(), want);
+}

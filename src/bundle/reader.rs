@@ -153,8 +153,36 @@ pub fn read_bundle(
         codec,
     };
     check_header(&header).map_err(ReadError::Rejected)?;
-    let m = &header.manifest;
+    read_body(
+        &mut entries,
+        pending,
+        &header.manifest,
+        Mode::Bundle,
+        &mut on_entry,
+    )?;
+    drain_trailer(archive.into_inner())?;
+    Ok(header)
+}
 
+/// How strictly the body is read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// A u7s bundle: every entry listed, regular files only.
+    Bundle,
+    /// A legacy podsec archive: directories and unreferenced files are
+    /// skipped (they are in every `tar c <arch>`); links and devices are
+    /// still refused, and everything used is still checked by digest.
+    Legacy,
+}
+
+/// The entries after the header, checked against `m`.
+fn read_body<'a, R: Read + 'a>(
+    entries: &mut tar::Entries<'a, R>,
+    first: Option<tar::Entry<'a, R>>,
+    m: &BundleManifest,
+    mode: Mode,
+    on_entry: &mut dyn FnMut(&BundleManifest, Entry<'_>) -> Result<(), BoxError>,
+) -> Result<(), ReadError> {
     // 2. The expected entries: name → what it is.
     enum Want<'a> {
         Layout(&'a super::model::FileEntry),
@@ -169,17 +197,24 @@ pub fn read_bundle(
     }
     let mut seen: BTreeMap<String, ()> = BTreeMap::new();
 
-    let mut next = pending.map(Ok);
+    let mut next = first.map(Ok);
     loop {
         let e = match next.take().or_else(|| entries.next()) {
             None => break,
             Some(e) => e?,
         };
-        let name = entry_name(&e);
+        let raw_name = entry_name(&e);
+        let name = match mode {
+            Mode::Bundle => raw_name,
+            Mode::Legacy => raw_name.trim_start_matches("./").to_string(),
+        };
         if name == SIGNATURE_NAME || name == MANIFEST_NAME {
             return Err(ReadError::Duplicate { name });
         }
         let kind = e.header().entry_type();
+        if mode == Mode::Legacy && kind == tar::EntryType::Directory {
+            continue;
+        }
         if !matches!(kind, tar::EntryType::Regular) {
             return Err(ReadError::BadEntry {
                 name,
@@ -187,6 +222,11 @@ pub fn read_bundle(
             });
         }
         let Some(w) = want.get(&name) else {
+            if mode == Mode::Legacy {
+                // Not referenced by any image: podsec archives may carry
+                // leftovers. Skipped unread; nothing uses it.
+                continue;
+            }
             return Err(ReadError::Unlisted { name });
         };
         if seen.insert(name.clone(), ()).is_some() {
@@ -256,19 +296,6 @@ pub fn read_bundle(
         }
     }
 
-    // 3. Truncation after the tar end: drain the decompressor (bounded).
-    let mut rest = archive.into_inner();
-    let mut tail = Vec::new();
-    (&mut rest)
-        .take(1 << 20)
-        .read_to_end(&mut tail)
-        .map_err(|e| ReadError::Trailer(e.to_string()))?;
-    if tail.len() >= 1 << 20 || tail.iter().any(|&b| b != 0) {
-        return Err(ReadError::Trailer(
-            "unexpected data after the end of the archive".into(),
-        ));
-    }
-
     let missing: Vec<&String> = want.keys().filter(|k| !seen.contains_key(*k)).collect();
     if !missing.is_empty() {
         let list: Vec<&str> = missing.iter().take(5).map(|s| s.as_str()).collect();
@@ -279,7 +306,23 @@ pub fn read_bundle(
         };
         return Err(ReadError::Missing(format!("{}{more}", list.join(", "))));
     }
-    Ok(header)
+    Ok(())
+}
+
+/// Truncation after the tar end: drain the decompressor (bounded); only the
+/// zero padding of the tar format may follow.
+fn drain_trailer(mut rest: impl Read) -> Result<(), ReadError> {
+    let mut tail = Vec::new();
+    (&mut rest)
+        .take(1 << 20)
+        .read_to_end(&mut tail)
+        .map_err(|e| ReadError::Trailer(e.to_string()))?;
+    if tail.len() >= 1 << 20 || tail.iter().any(|&b| b != 0) {
+        return Err(ReadError::Trailer(
+            "unexpected data after the end of the archive".into(),
+        ));
+    }
+    Ok(())
 }
 
 fn entry_name<R: Read>(e: &tar::Entry<'_, R>) -> String {
@@ -296,4 +339,258 @@ fn read_small(mut r: impl Read, name: &str, limit: u64) -> Result<Vec<u8>, ReadE
         });
     }
     Ok(buf)
+}
+
+/// Read a legacy podsec archive (`tar c <arch> | xz`, no bundle.json): nothing
+/// in it is signed, so the caller must have been told to accept unsigned input.
+///
+/// Two passes, so memory stays bounded and nothing is extracted to disk: the
+/// first collects the layout's `index.json` and the small JSON blobs (manifests
+/// and configs, each checked against its file name) and builds the equivalent of
+/// a bundle.json; the second streams the blobs through the same checks as a
+/// bundle (size and digest of every entry used).
+pub fn read_legacy(
+    path: &std::path::Path,
+    arch: &str,
+    check_header: impl FnOnce(&Header) -> Result<(), BoxError>,
+    mut on_entry: impl FnMut(&BundleManifest, Entry<'_>) -> Result<(), BoxError>,
+) -> Result<Header, ReadError> {
+    use std::fs::File;
+    let open = || -> Result<(Codec, Box<dyn Read>), ReadError> {
+        let f = File::open(path)?;
+        let (c, r) = compress::decoder(BufReader::with_capacity(1 << 20, f))?;
+        Ok((c, r))
+    };
+
+    // Pass 1: the layout's small files.
+    let (codec, decoded) = open()?;
+    let mut archive = tar::Archive::new(decoded);
+    let prefix = format!("{arch}/");
+    let mut index_json: Option<Vec<u8>> = None;
+    let mut oci_layout: Option<Vec<u8>> = None;
+    let mut small: BTreeMap<Digest, Vec<u8>> = BTreeMap::new();
+    let mut sizes: BTreeMap<Digest, u64> = BTreeMap::new();
+    let mut dirs_seen: BTreeMap<String, ()> = BTreeMap::new();
+    for e in archive.entries()? {
+        let mut e = e?;
+        let name = entry_name(&e).trim_start_matches("./").to_string();
+        if let Some(top) = name.split('/').next() {
+            dirs_seen.insert(top.to_string(), ());
+        }
+        let kind = e.header().entry_type();
+        if kind == tar::EntryType::Directory {
+            continue;
+        }
+        if kind != tar::EntryType::Regular {
+            return Err(ReadError::BadEntry {
+                name,
+                why: format!("is a {kind:?}, only regular files are allowed"),
+            });
+        }
+        let Some(rel) = name.strip_prefix(&prefix) else {
+            continue;
+        };
+        match rel {
+            "index.json" => {
+                index_json = Some(read_small(&mut e, &name, crate::oci::MAX_MANIFEST_SIZE)?)
+            }
+            "oci-layout" => oci_layout = Some(read_small(&mut e, &name, 4096)?),
+            _ => {
+                let Some(hex) = rel.strip_prefix("blobs/sha256/") else {
+                    continue;
+                };
+                let Ok(digest) = format!("sha256:{hex}").parse::<Digest>() else {
+                    return Err(ReadError::BadEntry {
+                        name,
+                        why: "is not named by a sha256 digest".into(),
+                    });
+                };
+                sizes.insert(digest.clone(), e.size());
+                if e.size() <= crate::oci::MAX_MANIFEST_SIZE {
+                    let data = read_small(&mut e, &name, crate::oci::MAX_MANIFEST_SIZE)?;
+                    if data.first() == Some(&b'{') {
+                        let actual = Digest::of(&data);
+                        if actual != digest {
+                            return Err(ReadError::DigestMismatch {
+                                name,
+                                expected: digest,
+                                actual,
+                            });
+                        }
+                        small.insert(digest, data);
+                    }
+                }
+            }
+        }
+    }
+    let Some(index_json) = index_json else {
+        let found: Vec<String> = dirs_seen.into_keys().collect();
+        return Err(ReadError::BadEntry {
+            name: format!("{arch}/index.json"),
+            why: format!(
+                "is missing: not a podsec archive for {arch} (top-level entries: {})",
+                found.join(", ")
+            ),
+        });
+    };
+    let oci_layout = oci_layout.unwrap_or_else(|| crate::oci::OCI_LAYOUT_FILE.to_vec());
+    let manifest = legacy_manifest(arch, &index_json, &oci_layout, &small, &sizes)?;
+    let header = Header {
+        raw_manifest: manifest.to_json(),
+        manifest,
+        signature: None,
+        codec,
+    };
+
+    check_header(&header).map_err(ReadError::Rejected)?;
+
+    // Pass 2: stream every blob through the checks.
+    let (_, decoded) = open()?;
+    let mut archive = tar::Archive::new(decoded);
+    let mut entries = archive.entries()?;
+    read_body(
+        &mut entries,
+        None,
+        &header.manifest,
+        Mode::Legacy,
+        &mut on_entry,
+    )?;
+    drain_trailer(archive.into_inner())?;
+    Ok(header)
+}
+
+/// The bundle.json a podsec layout amounts to.
+fn legacy_manifest(
+    arch: &str,
+    index_json: &[u8],
+    oci_layout: &[u8],
+    small: &BTreeMap<Digest, Vec<u8>>,
+    sizes: &BTreeMap<Digest, u64>,
+) -> Result<BundleManifest, ReadError> {
+    use super::model::{BlobKind, FileEntry, ImageEntry, FORMAT, FORMAT_VERSION};
+    use crate::oci::{self, Fetched};
+    let bad = |why: String| ReadError::BadEntry {
+        name: format!("{arch}/index.json"),
+        why,
+    };
+    let index: crate::oci::Index =
+        serde_json::from_slice(index_json).map_err(|e| bad(format!("is not an OCI index: {e}")))?;
+    let mut images = Vec::new();
+    let mut blobs: Vec<BlobEntry> = Vec::new();
+    let mut listed: BTreeMap<Digest, ()> = BTreeMap::new();
+    let mut add_blob = |blobs: &mut Vec<BlobEntry>,
+                        digest: &Digest,
+                        media_type: &str,
+                        kind: BlobKind|
+     -> Result<(), ReadError> {
+        let size = *sizes
+            .get(digest)
+            .ok_or_else(|| ReadError::Missing(format!("{arch}/blobs/sha256/{}", digest.hex())))?;
+        if listed.insert(digest.clone(), ()).is_none() {
+            blobs.push(BlobEntry {
+                digest: digest.clone(),
+                size,
+                media_type: media_type.to_string(),
+                kind,
+            });
+        }
+        Ok(())
+    };
+    let mut platform: Option<String> = None;
+    for d in &index.manifests {
+        let Some(name) = d.annotations.get(oci::REF_NAME_ANNOTATION) else {
+            continue;
+        };
+        let raw = small.get(&d.digest).ok_or_else(|| {
+            ReadError::Missing(format!(
+                "{arch}/blobs/sha256/{} (manifest of {name})",
+                d.digest.hex()
+            ))
+        })?;
+        let (fetched, media_type) = oci::parse_manifest(raw, Some(&d.media_type))
+            .map_err(|e| bad(format!("{name}: {e}")))?;
+        let Fetched::Image(m) = fetched else {
+            return Err(bad(format!("{name}: nested indexes are not supported")));
+        };
+        if !small.contains_key(&m.config.digest) {
+            return Err(ReadError::Missing(format!(
+                "{arch}/blobs/sha256/{} (config of {name})",
+                m.config.digest.hex()
+            )));
+        }
+        add_blob(&mut blobs, &d.digest, &media_type, BlobKind::Manifest)?;
+        add_blob(
+            &mut blobs,
+            &m.config.digest,
+            &m.config.media_type,
+            BlobKind::Config,
+        )?;
+        for l in &m.layers {
+            if sizes.get(&l.digest) != Some(&l.size) {
+                return Err(bad(format!(
+                    "{name}: layer {} is missing or has another size",
+                    l.digest
+                )));
+            }
+            add_blob(&mut blobs, &l.digest, &l.media_type, BlobKind::Layer)?;
+        }
+        platform.get_or_insert_with(|| name.split('/').next().unwrap_or_default().to_string());
+        let size = raw.len() as u64 + m.config.size + m.layers.iter().map(|l| l.size).sum::<u64>();
+        images.push(ImageEntry {
+            name: name.clone(),
+            role: None,
+            source: format!("podsec archive ({arch})"),
+            source_digest: d.digest.clone(),
+            source_manifest_digest: d.digest.clone(),
+            manifest: d.digest.clone(),
+            manifest_media_type: media_type,
+            config: m.config.digest.clone(),
+            layers: m.layers.iter().map(|l| l.digest.clone()).collect(),
+            size,
+            preserved: true,
+        });
+    }
+    let m = BundleManifest {
+        format: FORMAT.to_string(),
+        format_version: FORMAT_VERSION,
+        platform: platform.unwrap_or_default(),
+        platform_aliases: vec![],
+        legacy_prefixes: vec![],
+        kube_version: None,
+        arch: arch.to_string(),
+        variant: None,
+        profile: "podsec-archive".into(),
+        flannel_tag: None,
+        flannel_cni_plugin_tag: None,
+        created: String::new(),
+        tool: "podsec".into(),
+        layout: vec![
+            FileEntry {
+                path: "oci-layout".into(),
+                digest: Digest::of(oci_layout),
+                size: oci_layout.len() as u64,
+            },
+            FileEntry {
+                path: "index.json".into(),
+                digest: Digest::of(index_json),
+                size: index_json.len() as u64,
+            },
+        ],
+        images,
+        blobs,
+    };
+    m.validate()?;
+    Ok(m)
+}
+
+/// Is this a legacy podsec archive (a tar whose first entry is not bundle.json)?
+pub fn is_legacy(path: &std::path::Path) -> Result<bool, ReadError> {
+    let f = std::fs::File::open(path)?;
+    let (_, decoded) = compress::decoder(BufReader::new(f))?;
+    let mut archive = tar::Archive::new(decoded);
+    let mut entries = archive.entries()?;
+    match entries.next() {
+        Some(e) => Ok(entry_name(&e?) != MANIFEST_NAME),
+        None => Ok(false),
+    }
 }

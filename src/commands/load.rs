@@ -68,8 +68,18 @@ pub fn run(args: LoadArgs) -> Result<()> {
     }
 
     // Stream the archive: header → signature check → blobs pushed as they come.
-    let file =
-        File::open(&args.archive).with_context(|| format!("opening {}", args.archive.display()))?;
+    let legacy_archive = reader::is_legacy(&args.archive).map_err(|e| {
+        anyhow::Error::new(e).context(format!("reading {}", args.archive.display()))
+    })?;
+    if legacy_archive && !args.trust.allow_unsigned {
+        return Err(Exit::Verification(format!(
+            "{} has no bundle.json: it looks like a podsec archive, which is not signed; \
+             give --allow-unsigned (and --arch if it is not for this host's architecture) to load it anyway",
+            args.archive.display()
+        ))
+        .into());
+    }
+    let profiles = super::load_profiles(None)?;
     let mut signer_fpr: Option<String> = None;
     let mut pusher: Option<Pusher> = None;
     let mut index_json: Option<Vec<u8>> = None;
@@ -78,48 +88,64 @@ pub fn run(args: LoadArgs) -> Result<()> {
     // header callback, and live in `holder` for the rest of the read.
     let holder: std::cell::OnceCell<(BundleManifest, Vec<PushName>)> = std::cell::OnceCell::new();
     let task = progress.bytes_task("Verifying and pushing", None);
-    let result = reader::read_bundle(
-        file,
-        |h| {
-            signer_fpr = check_signature(
-                &h.raw_manifest,
-                h.signature.as_deref(),
-                &keyring,
-                args.trust.allow_unsigned,
-            )?;
-            let n = push_names(&h.manifest, legacy_names);
-            let _ = holder.set((h.manifest.clone(), n));
-            Ok(())
-        },
-        |_, entry| {
-            if interrupt::cancelled() {
-                return Err(Box::new(Exit::Interrupted(
-                    interrupt::exit_code().unwrap_or(130),
-                )));
+    let check_header = |h: &reader::Header| -> Result<(), reader::BoxError> {
+        signer_fpr = check_signature(
+            &h.raw_manifest,
+            h.signature.as_deref(),
+            &keyring,
+            args.trust.allow_unsigned,
+        )?;
+        let mut m = h.manifest.clone();
+        if m.legacy_prefixes.is_empty() {
+            // A podsec archive does not say; the profile of its platform does.
+            if let Ok(p) = profiles.platform(&m.platform) {
+                m.legacy_prefixes = p.legacy_prefixes.clone();
             }
-            let (m, n) = holder.get().expect("header checked");
-            let p = pusher.get_or_insert_with(|| Pusher::new(&client, m, n, args.dry_run));
-            match entry {
-                Entry::LayoutFile { path, data } => {
-                    if path == "index.json" {
-                        index_json = Some(data);
-                    }
-                }
-                Entry::Blob { blob, reader } => {
-                    p.on_blob(blob, reader)?;
-                    task.inc(blob.size);
+        }
+        let n = push_names(&m, legacy_names);
+        let _ = holder.set((m, n));
+        Ok(())
+    };
+    let on_entry = |_: &BundleManifest, entry: Entry<'_>| -> Result<(), reader::BoxError> {
+        if interrupt::cancelled() {
+            return Err(Box::new(Exit::Interrupted(
+                interrupt::exit_code().unwrap_or(130),
+            )));
+        }
+        let (m, n) = holder.get().expect("header checked");
+        let p = pusher.get_or_insert_with(|| Pusher::new(&client, m, n, args.dry_run));
+        match entry {
+            Entry::LayoutFile { path, data } => {
+                if path == "index.json" {
+                    index_json = Some(data);
                 }
             }
-            Ok(())
-        },
-    );
+            Entry::Blob { blob, reader } => {
+                p.on_blob(blob, reader)?;
+                task.inc(blob.size);
+            }
+        }
+        Ok(())
+    };
+    let result = if legacy_archive {
+        let (arch, _) = super::select_arch(args.arch.as_deref())?;
+        let file = &args.archive;
+        reader::read_legacy(file, &arch, check_header, on_entry)
+    } else {
+        let file = File::open(&args.archive)
+            .with_context(|| format!("opening {}", args.archive.display()))?;
+        reader::read_bundle(file, check_header, on_entry)
+    };
     drop(task);
     result.map_err(|e| {
         anyhow::Error::new(e).context(format!("{} was refused", args.archive.display()))
     })?;
     let (m, n) = holder.get().expect("header read");
-    check_layout(m, index_json.as_deref().unwrap_or_default())
-        .map_err(|why| Exit::Verification(format!("{}: {why}", args.archive.display())))?;
+    if !legacy_archive {
+        // (A podsec archive's images were derived from its index.json itself.)
+        check_layout(m, index_json.as_deref().unwrap_or_default())
+            .map_err(|why| Exit::Verification(format!("{}: {why}", args.archive.display())))?;
+    }
     let mut pusher = pusher.unwrap_or_else(|| Pusher::new(&client, m, n, args.dry_run));
 
     // Manifests by digest, then signatures, then tags.
