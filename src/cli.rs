@@ -40,6 +40,9 @@ pub enum Command {
     Load(LoadArgs),
     /// Generate an OpenPGP signing key of the shape container tools accept.
     Keygen(KeygenArgs),
+    /// Write the manual pages (u7s-bundle.1, u7s-bundle-<command>.1) into a directory.
+    #[command(hide = true)]
+    Man(ManArgs),
 }
 
 /// How to reach a registry.
@@ -291,4 +294,11 @@ pub struct LoadArgs {
     /// No progress output.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ManArgs {
+    /// Directory to write the pages into (created if missing), e.g. /usr/local/share/man/man1.
+    #[arg(long, value_name = "DIR")]
+    pub output: PathBuf,
 }

@@ -5,6 +5,7 @@ mod build;
 mod inspect;
 mod keygen;
 mod load;
+mod man;
 mod plan;
 mod profiles;
 mod verify;
@@ -26,6 +27,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Verify(a) => verify::run(a),
         Command::Load(a) => load::run(a),
         Command::Keygen(a) => keygen::run(a),
+        Command::Man(a) => man::run(a),
     }
 }
 
