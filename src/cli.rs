@@ -9,6 +9,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(
     name = "u7s-bundle",
     version,
+    // An option given twice: the last one counts (scripts append overrides).
+    args_override_self = true,
     about = "Carry a rootless Kubernetes (ALT podsec-k8s, u7s) image set to air-gapped hosts as one signed archive",
     long_about = "Carry a rootless Kubernetes (ALT podsec-k8s, u7s) image set to air-gapped hosts.\n\n\
 On a connected host: `build` pulls the image set of a platform / kubernetes version / \
@@ -288,6 +290,15 @@ pub struct LoadArgs {
     /// Verify everything and report what would be pushed and written; write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Lock file that keeps two loads on this host from running at once (the
+    /// second waits).
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/run/lock/u7s-bundle.lock",
+        hide_short_help = true
+    )]
+    pub lock_file: PathBuf,
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,

@@ -12,6 +12,7 @@ pub mod cache;
 pub mod digest;
 pub mod fsutil;
 pub mod interrupt;
+pub mod lock;
 pub mod oci;
 pub mod platform;
 pub mod profile;

@@ -130,6 +130,9 @@ impl Site {
             self.p("etc/containers/registries.d").display().to_string(),
             "--lookaside-url".into(),
             format!("file://{}", sigstore.display()),
+            // Per test, so parallel tests don't queue on the host-wide lock.
+            "--lock-file".into(),
+            self.p("load.lock").display().to_string(),
         ]
     }
 
@@ -587,4 +590,44 @@ fn a_podsec_archive_loads_with_allow_unsigned() {
         .unwrap()
         .to_string();
     assert_eq!(s.target.manifest_digest(SET[6]).unwrap(), want);
+}
+
+/// Two loads at once: the second waits for the first's lock, says for whom,
+/// then completes.
+#[test]
+fn a_second_load_waits_for_the_lock() {
+    let s = Site::new();
+    let lock = s.p("u7s.lock");
+    let ready = s.p("ready");
+    let mut holder = Command::new("flock")
+        .arg(&lock)
+        .arg("-c")
+        .arg(format!(
+            "echo 4242 > '{}'; touch '{}'; sleep 3",
+            lock.display(),
+            ready.display()
+        ))
+        .spawn()
+        .expect("flock(1) from util-linux");
+    while !ready.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = s.load(
+        &s.archive.clone(),
+        &[
+            "--sign-key",
+            s.signer_key.to_str().unwrap(),
+            "--lock-file",
+            lock.to_str().unwrap(),
+        ],
+    );
+    // (--lock-file given twice: the last one counts.)
+    holder.wait().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("waiting for another load") && err.contains("pid 4242"),
+        "{err}"
+    );
+    stdout_ok(&out);
+    assert_eq!(s.target.tags("c10f/pause"), vec!["3.9".to_string()]);
 }

@@ -67,6 +67,23 @@ pub fn run(args: LoadArgs) -> Result<()> {
         })?;
     }
 
+    // One load at a time (a dry run writes nothing, so it needs no lock).
+    let _lock = if args.dry_run {
+        None
+    } else {
+        Some(
+            u7s_bundle::lock::HostLock::acquire(&args.lock_file, |pid| {
+                progress.message(&format!(
+                    "waiting for another load to finish ({}, lock {})",
+                    pid.map(|p| format!("pid {p}"))
+                        .unwrap_or_else(|| "unknown pid".into()),
+                    args.lock_file.display()
+                ))
+            })
+            .with_context(|| format!("taking the lock {}", args.lock_file.display()))?,
+        )
+    };
+
     // Stream the archive: header → signature check → blobs pushed as they come.
     let legacy_archive = reader::is_legacy(&args.archive).map_err(|e| {
         anyhow::Error::new(e).context(format!("reading {}", args.archive.display()))

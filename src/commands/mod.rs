@@ -47,16 +47,33 @@ pub const EXIT_VERIFICATION: i32 = 3;
 /// 3 for anything that means "this bundle is not to be trusted", 130/143 for
 /// interruptions, 1 otherwise.
 pub fn exit_code(err: &anyhow::Error) -> i32 {
+    use u7s_bundle::bundle::reader::ReadError;
     for cause in err.chain() {
         if let Some(e) = cause.downcast_ref::<Exit>() {
-            return match e {
-                Exit::Verification(_) => EXIT_VERIFICATION,
-                Exit::Interrupted(c) => *c,
-            };
+            return exit_of(e);
         }
-        if cause
-            .downcast_ref::<u7s_bundle::bundle::reader::ReadError>()
-            .is_some()
+        if let Some(ReadError::Rejected(inner)) = cause.downcast_ref::<ReadError>() {
+            // A callback stopped the read: its own error decides (a registry
+            // failure while pushing is not a verification failure).
+            if let Some(e) = inner.downcast_ref::<Exit>() {
+                return exit_of(e);
+            }
+            if inner
+                .downcast_ref::<u7s_bundle::sign::SignError>()
+                .is_some()
+            {
+                return EXIT_VERIFICATION;
+            }
+            if let Some(
+                u7s_bundle::push::PushError::NotVerified { .. }
+                | u7s_bundle::push::PushError::Archive { .. },
+            ) = inner.downcast_ref::<u7s_bundle::push::PushError>()
+            {
+                return EXIT_VERIFICATION;
+            }
+            return 1;
+        }
+        if cause.downcast_ref::<ReadError>().is_some()
             || cause
                 .downcast_ref::<u7s_bundle::bundle::model::ModelError>()
                 .is_some()
@@ -68,6 +85,13 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
         }
     }
     1
+}
+
+fn exit_of(e: &Exit) -> i32 {
+    match e {
+        Exit::Verification(_) => EXIT_VERIFICATION,
+        Exit::Interrupted(c) => *c,
+    }
 }
 
 pub fn load_profiles(dir: Option<&Path>) -> Result<Profiles> {
