@@ -217,6 +217,32 @@ impl<'a> Pusher<'a> {
         Ok(still)
     }
 
+    /// True when the rest of the archive has nothing this load needs: every
+    /// manifest and config was read (and verified) already, and every layer is
+    /// in every repository that needs it. A reload then stops reading — the
+    /// registry's blobs are content-addressed, so skipped bytes could change
+    /// nothing — which makes reloading an already-loaded bundle take seconds.
+    pub fn nothing_left_to_read(&mut self) -> Result<bool, PushError> {
+        for img in &self.m.images {
+            if !self.small.contains_key(&img.manifest) || !self.small.contains_key(&img.config) {
+                return Ok(false);
+            }
+        }
+        let need: Vec<(Digest, Vec<String>)> = self
+            .need
+            .iter()
+            .map(|(d, r)| (d.clone(), r.clone()))
+            .collect();
+        for (digest, repos) in need {
+            for r in repos {
+                if !self.is_present(&r, &digest)? {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
     /// Handle one blob as the archive yields it.
     pub fn on_blob(
         &mut self,

@@ -329,6 +329,10 @@ fn reload_uploads_nothing_and_keeps_one_signature_per_name() {
     assert_eq!(j["push"]["blobs_uploaded"], 0, "{j}");
     assert_eq!(j["push"]["tags_set"], 0);
     assert_eq!(j["signatures"]["written"], 0);
+    assert_eq!(
+        j["archive_fully_read"], false,
+        "a reload need not read the layers again"
+    );
     let writes: Vec<_> = s.target.requests()[before..]
         .iter()
         .filter(|r| {

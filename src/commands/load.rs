@@ -13,6 +13,7 @@ use serde_json::json;
 use super::verify::{check_layout, check_signature};
 use super::{print_json, registry_client, trusted_keys, Exit};
 use crate::cli::LoadArgs;
+use u7s_bundle::bundle::model::BlobKind;
 use u7s_bundle::bundle::reader::{self, Entry};
 use u7s_bundle::bundle::BundleManifest;
 use u7s_bundle::digest::Digest;
@@ -123,6 +124,7 @@ pub fn run(args: LoadArgs) -> Result<()> {
         let _ = holder.set((m, n));
         Ok(())
     };
+    let mut checked_rest = false;
     let on_entry = |_: &BundleManifest, entry: Entry<'_>| -> Result<(), reader::BoxError> {
         if interrupt::cancelled() {
             return Err(Box::new(Exit::Interrupted(
@@ -138,6 +140,12 @@ pub fn run(args: LoadArgs) -> Result<()> {
                 }
             }
             Entry::Blob { blob, reader } => {
+                if blob.kind == BlobKind::Layer && !checked_rest {
+                    checked_rest = true;
+                    if p.nothing_left_to_read()? {
+                        return Err(Box::new(StopReading));
+                    }
+                }
                 p.on_blob(blob, reader)?;
                 task.inc(blob.size);
             }
@@ -154,6 +162,14 @@ pub fn run(args: LoadArgs) -> Result<()> {
         reader::read_bundle(file, check_header, on_entry)
     };
     drop(task);
+    let mut skipped_rest = false;
+    let result = match result {
+        Err(reader::ReadError::Rejected(e)) if e.is::<StopReading>() => {
+            skipped_rest = true;
+            Ok(())
+        }
+        r => r.map(|_| ()),
+    };
     result.map_err(|e| {
         anyhow::Error::new(e).context(format!("{} was refused", args.archive.display()))
     })?;
@@ -200,6 +216,7 @@ pub fn run(args: LoadArgs) -> Result<()> {
             "push": stats,
             "signatures": sig_stats,
             "files": changes,
+            "archive_fully_read": !skipped_rest,
         }));
     } else if !args.quiet {
         let verb = if args.dry_run {
@@ -227,6 +244,11 @@ pub fn run(args: LoadArgs) -> Result<()> {
             sig_stats.written,
             sig_stats.present
         );
+        if skipped_rest {
+            println!(
+                "every layer was already in the registry: the rest of the archive was not read"
+            );
+        }
         match &signer_fpr {
             Some(f) => println!("bundle signed by {f}"),
             None => println!("bundle NOT signed (accepted with --allow-unsigned)"),
@@ -237,6 +259,11 @@ pub fn run(args: LoadArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// Raised by the entry callback when the rest of the archive is not needed.
+#[derive(Debug, thiserror::Error)]
+#[error("the rest of the archive is already in the registry")]
+struct StopReading;
 
 fn is_registry_local(host: &str) -> bool {
     host == "registry.local" || host.starts_with("registry.local:")
