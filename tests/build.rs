@@ -813,3 +813,48 @@ fn keygen_refuses_to_overwrite() {
     assert_ne!(out.status.code(), Some(0));
     assert_eq!(fs::read(prefix.with_extension("key")).unwrap(), before);
 }
+
+#[test]
+fn base_image_bundle_for_the_alt_platform() {
+    let src = Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    make_fixtures(
+        &work.path().join("l"),
+        &["alt/alt:p11", "alt/distroless-base:p11"],
+        Some(&src),
+    );
+    let home = tempfile::tempdir().unwrap();
+    let out_dir = work.path().join("b");
+    let out = ub(
+        home.path(),
+        &[
+            "build",
+            "--platform",
+            "alt",
+            "--kube-version",
+            "p11",
+            "--arch",
+            "arm64",
+            "--source",
+            &src.addr,
+            "--plain-http",
+            "--output",
+            out_dir.to_str().unwrap(),
+        ],
+    );
+    let archive = PathBuf::from(stdout_ok(&out).trim());
+    assert_eq!(archive, out_dir.join("alt-p11-arm64.u7s.tar.xz"));
+    let info = json_of(&ub(
+        home.path(),
+        &["inspect", archive.to_str().unwrap(), "--json"],
+    ));
+    assert_eq!(info["kube_version"], Value::Null);
+    assert_eq!(info["arch"], "arm64");
+    let names: Vec<&str> = info["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["alt/alt:p11", "alt/distroless-base:p11"]);
+}

@@ -140,7 +140,12 @@ pub fn run(args: BuildArgs) -> Result<()> {
         platform: set.platform.clone(),
         platform_aliases: platform.aliases.clone(),
         legacy_prefixes: platform.legacy_prefixes.clone(),
-        kube_version: Some(set.kube_version.clone()),
+        // Base image sets (platform `alt`) are versioned by ALT branch, which
+        // only names the file; bundle.json's kube_version stays empty.
+        kube_version: match set.kind {
+            u7s_bundle::profile::PlatformKind::Kubernetes => Some(set.kube_version.clone()),
+            u7s_bundle::profile::PlatformKind::Base => None,
+        },
         arch: arch.clone(),
         variant: variant.clone(),
         profile: platform.name.clone(),

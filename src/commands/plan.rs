@@ -136,8 +136,12 @@ pub fn run(args: PlanArgs) -> Result<()> {
         }));
         return Ok(());
     }
+    let what = match set.kind {
+        profile::PlatformKind::Base => "branch",
+        profile::PlatformKind::Kubernetes => "kubernetes",
+    };
     println!(
-        "platform {} (asked: {}), kubernetes {}, arch {arch_label}",
+        "platform {} (asked: {}), {what} {}, arch {arch_label}",
         set.platform, set.requested_platform, set.kube_version
     );
     for (i, p) in planned.iter().enumerate() {
