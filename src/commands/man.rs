@@ -218,11 +218,12 @@ fn exit_status(r: &mut Roff) {
     r.control("SH", ["EXIT STATUS"]);
     for (code, text) in [
         ("0", "Success."),
-        ("1", "Failure: a registry that does not answer, a missing file, a refused write, a bad key or passphrase."),
+        ("1", "Failure: a registry that does not answer, a missing file, a refused write, an existing archive without --force."),
         ("2", "Usage error: an unknown option, a missing or conflicting argument."),
         ("3", "Verification failed: the bundle is not signed (without --allow-unsigned), signed by a key that is not trusted, \
                its signature is bad, a digest or size does not match bundle.json, or the archive is malformed, truncated or \
-               carries an entry that bundle.json does not list. Nothing is pushed that was not verified."),
+               carries an entry that bundle.json does not list. Nothing is pushed that was not verified. \
+               At present also: an unusable signing key or passphrase."),
         ("130, 143", "Interrupted by SIGINT (Ctrl-C) or SIGTERM."),
     ] {
         item(r, vec![bold(code)], text);
