@@ -170,7 +170,8 @@ pub fn run(args: BuildArgs) -> Result<()> {
     let uncompressed: u64 = assembled.blobs.iter().map(|b| b.entry.size).sum();
     let (pending, file) = PendingFile::create(&final_path)
         .with_context(|| format!("creating a file in {}", args.output.display()))?;
-    let opts = EncodeOptions::for_arch(codec, args.level, jobs as u32, &arch);
+    let mut opts = EncodeOptions::for_arch(codec, args.level, jobs as u32, &arch);
+    opts.size_hint = Some(uncompressed);
     let mut w = ArchiveWriter::new(BufWriter::with_capacity(1 << 20, file), opts, mtime)?;
     w.add_bytes(MANIFEST_NAME, &bundle_json)?;
     if let Some(sig) = &signature {
