@@ -42,6 +42,12 @@ pub enum Command {
     Load(LoadArgs),
     /// Generate an OpenPGP signing key of the shape container tools accept.
     Keygen(KeygenArgs),
+    /// Check that this host can bring the cluster up from registry.local: every image present and trusted.
+    Preflight(PreflightArgs),
+    /// Bring up the first control-plane node (podsec's rootless kubeadm init) from registry.local.
+    Init(InitArgs),
+    /// Join this node to a cluster (podsec's rootless kubeadm join) with images from registry.local.
+    Join(JoinArgs),
     /// Write the manual pages (u7s-bundle.1, u7s-bundle-<command>.1) into a directory.
     #[command(hide = true)]
     Man(ManArgs),
@@ -312,4 +318,157 @@ pub struct ManArgs {
     /// Directory to write the pages into (created if missing), e.g. /usr/local/share/man/man1.
     #[arg(long, value_name = "DIR")]
     pub output: PathBuf,
+}
+
+/// Which image set a cluster node runs, where it comes from and how it is
+/// trusted (preflight, init, join).
+#[derive(Args, Debug, Clone)]
+pub struct ClusterSelectArgs {
+    /// The registry the cluster pulls from (the wrapper's U7S_REGISTRY).
+    /// registry.local is spoken to over plain HTTP, as podsec sets it up.
+    #[arg(long, value_name = "HOST[:PORT]", default_value = "registry.local")]
+    pub registry: String,
+    /// Talk plain HTTP to a registry other than registry.local.
+    #[arg(long)]
+    pub plain_http: bool,
+    /// Platform or alias (c10f, k8s-c10f2, p10, p11, sisyphus); default: from
+    /// /etc/os-release as podsec derives it (or U7S_PLATFORM), else the last bundle loaded.
+    #[arg(long, value_name = "P")]
+    pub platform: Option<String>,
+    /// Kubernetes version (v1.26.9); default: that of the last bundle loaded on
+    /// this host (<state-dir>/last-bundle.json).
+    #[arg(long, value_name = "V")]
+    pub kube_version: Option<String>,
+    /// Architecture (amd64, arm64, arm, ppc64le, 386); default: the host's.
+    #[arg(long, value_name = "A")]
+    pub arch: Option<String>,
+    /// Flannel tag; default: the last bundle's, else the profile's.
+    #[arg(long, value_name = "TAG", env = "U7S_FLANNEL_TAG")]
+    pub flannel_tag: Option<String>,
+    /// Take the image set from this bundle's bundle.json instead of the profiles
+    /// (only bundle.json is read; the registry's signatures are what is trusted).
+    #[arg(long, value_name = "ARCHIVE", conflicts_with_all = ["platform", "kube_version", "flannel_tag"])]
+    pub bundle: Option<PathBuf>,
+    /// The containers policy CRI-O applies.
+    #[arg(long, value_name = "FILE", default_value = "/etc/containers/policy.json")]
+    pub policy: PathBuf,
+    /// The containers registries.d directory (where signatures are read from).
+    #[arg(long, value_name = "DIR", default_value = "/etc/containers/registries.d")]
+    pub registries_d: PathBuf,
+    /// Skip the kernel (>= 5.15) and u7s-admin user checks (test machines);
+    /// the report says they were skipped.
+    #[arg(long)]
+    pub skip_host_checks: bool,
+    /// podsec's rootless kubeadm wrapper.
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "U7S_KUBEADM",
+        default_value = "/usr/libexec/podsec/u7s/bin/kubeadm"
+    )]
+    pub kubeadm: PathBuf,
+    /// u7s-bundle's state on this host: last-bundle.json (read), and the join
+    /// commands init saves (join-worker.sh, join-control-plane.sh, mode 0600).
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/u7s-bundle")]
+    pub state_dir: PathBuf,
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub profiles_dir: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+#[command(
+    long_about = "Check that this host can bring the rootless cluster up from the registry, \
+before kubeadm finds out ten minutes in.\n\n\
+Checks: the registry answers /v2/; registry.local and sigstore.local resolve (when those \
+names are used); every image of the set is in the registry for this architecture under \
+the name the wrapper asks for (<registry>/<platform>/<image>:<tag>); every one passes \
+policy.json exactly as CRI-O checks it (signedBy GPGKeys: the lookaside named by \
+registries.d, the signature verified with the policy's keys, the identity matched; \
+reject; insecureAcceptAnything; anything else refused); kernel >= 5.15, the u7s-admin \
+user, the kubeadm wrapper present and executable.",
+    after_help = "Exit codes: 0 every check passed; 1 a check failed (each failure says what to do) or an error."
+)]
+pub struct PreflightArgs {
+    #[command(flatten)]
+    pub select: ClusterSelectArgs,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of the wrapper run shared by init and join.
+#[derive(Args, Debug, Clone)]
+pub struct KubeadmRunArgs {
+    /// Address the API server advertises on this node.
+    #[arg(long, value_name = "IP")]
+    pub apiserver_advertise_address: Option<std::net::IpAddr>,
+    /// Shared endpoint of the control plane (init; for highly available clusters).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub control_plane_endpoint: Option<String>,
+    /// Pod network (init) [default: 10.244.0.0/16, flannel's].
+    #[arg(long, value_name = "CIDR")]
+    pub pod_network_cidr: Option<String>,
+    /// Service network (init) [default: 10.96.0.0/12].
+    #[arg(long, value_name = "CIDR")]
+    pub service_cidr: Option<String>,
+    /// kubeadm log verbosity, passed through.
+    #[arg(short = 'v', value_name = "N")]
+    pub verbosity: Option<u8>,
+    /// Run preflight, then print the wrapper command line and environment instead of running it.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the kubeadm configuration this run amounts to (YAML; v1beta3 before
+    /// kubernetes 1.31, v1beta4 from 1.31) and run nothing. Tokens and
+    /// certificate keys are printed as <redacted>.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(
+    long_about = "Bring up the first control-plane node: run preflight, then podsec's rootless \
+kubeadm wrapper (`kubeadm init`) with U7S_REGISTRY, U7S_PLATFORM, U7S_KUBEVERSION, \
+U7S_FLANNEL_TAG and U7S_FLANNELCNIPLUGIN_TAG set from the image set, so that every \
+image comes from the registry. The wrapper's output is streamed and its exit code \
+passed through. The `kubeadm join` commands it prints are saved to \
+<state-dir>/join-worker.sh and join-control-plane.sh (mode 0600: they hold secrets).",
+    after_help = "Exit codes: 0 success; 1 preflight failed (the wrapper was not run) or an error; \
+otherwise the wrapper's own exit code."
+)]
+pub struct InitArgs {
+    #[command(flatten)]
+    pub select: ClusterSelectArgs,
+    #[command(flatten)]
+    pub run: KubeadmRunArgs,
+}
+
+#[derive(Args, Debug)]
+#[command(
+    long_about = "Join this node to the cluster: run preflight, then podsec's rootless kubeadm \
+wrapper (`kubeadm join`) with the U7S_* environment set from the image set. Give the \
+arguments `init` printed (saved in join-worker.sh / join-control-plane.sh on the first \
+master).",
+    after_help = "Exit codes: 0 success; 1 preflight failed (the wrapper was not run) or an error; \
+otherwise the wrapper's own exit code."
+)]
+pub struct JoinArgs {
+    /// The API server endpoint, HOST:PORT (e.g. 10.0.0.10:6443).
+    #[arg(value_name = "ENDPOINT")]
+    pub endpoint: String,
+    /// Bootstrap token (abcdef.0123456789abcdef).
+    #[arg(long, value_name = "T")]
+    pub token: String,
+    /// Public key pin of the cluster CA (sha256:<hex>).
+    #[arg(long, value_name = "H")]
+    pub discovery_token_ca_cert_hash: String,
+    /// Join as a control-plane node (needs --certificate-key).
+    #[arg(long, requires = "certificate_key")]
+    pub control_plane: bool,
+    /// Key to decrypt the control-plane certificates uploaded by init.
+    #[arg(long, value_name = "K", requires = "control_plane")]
+    pub certificate_key: Option<String>,
+    #[command(flatten)]
+    pub select: ClusterSelectArgs,
+    #[command(flatten)]
+    pub run: KubeadmRunArgs,
 }

@@ -2,11 +2,13 @@
 //! that several commands take live here.
 
 mod build;
+mod cluster;
 mod inspect;
 mod keygen;
 mod load;
 mod man;
 mod plan;
+mod preflight;
 mod profiles;
 mod verify;
 
@@ -27,6 +29,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Verify(a) => verify::run(a),
         Command::Load(a) => load::run(a),
         Command::Keygen(a) => keygen::run(a),
+        Command::Preflight(a) => preflight::run(a),
+        Command::Init(a) => cluster::run_init(a),
+        Command::Join(a) => cluster::run_join(a),
         Command::Man(a) => man::run(a),
     }
 }

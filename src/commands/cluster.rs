@@ -1,0 +1,337 @@
+//! `u7s-bundle init` / `join`: preflight, then podsec's rootless kubeadm
+//! wrapper with the `U7S_*` environment set from the image set, so that it
+//! takes every image from the registry and never reaches for the Internet.
+//! The wrapper's output is streamed (and, for init, searched for the
+//! `kubeadm join` commands, which are saved 0600); its exit code is ours.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+
+use super::preflight::{self, Selection};
+use crate::cli::{ClusterSelectArgs, InitArgs, JoinArgs, KubeadmRunArgs};
+use u7s_bundle::fsutil;
+use u7s_bundle::kubeadm::{
+    self, shell_quote, ClusterSpec, JoinSpec, DEFAULT_POD_CIDR, DEFAULT_SERVICE_CIDR,
+    JOIN_CONTROL_PLANE_FILE, JOIN_WORKER_FILE,
+};
+
+pub fn run_init(args: InitArgs) -> Result<()> {
+    run(&args.select, &args.run, None)
+}
+
+pub fn run_join(args: JoinArgs) -> Result<()> {
+    kubeadm::validate_endpoint(&args.endpoint).map_err(anyhow::Error::msg)?;
+    if args.token.trim().is_empty() || args.discovery_token_ca_cert_hash.trim().is_empty() {
+        bail!("--token and --discovery-token-ca-cert-hash must not be empty");
+    }
+    let ignored: Vec<&str> = [
+        ("--pod-network-cidr", args.run.pod_network_cidr.is_some()),
+        ("--service-cidr", args.run.service_cidr.is_some()),
+        (
+            "--control-plane-endpoint",
+            args.run.control_plane_endpoint.is_some(),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(f, set)| set.then_some(f))
+    .collect();
+    if !ignored.is_empty() {
+        eprintln!(
+            "u7s-bundle: note: {} apply to init only; a joining node takes the cluster's configuration",
+            ignored.join(", ")
+        );
+    }
+    let join = JoinSpec {
+        endpoint: args.endpoint.clone(),
+        token: args.token.clone(),
+        ca_cert_hash: args.discovery_token_ca_cert_hash.clone(),
+        control_plane: args.certificate_key.clone(),
+    };
+    run(&args.select, &args.run, Some(join))
+}
+
+fn run(select: &ClusterSelectArgs, opts: &KubeadmRunArgs, join: Option<JoinSpec>) -> Result<()> {
+    for (flag, v) in [
+        ("--pod-network-cidr", &opts.pod_network_cidr),
+        ("--service-cidr", &opts.service_cidr),
+    ] {
+        if let Some(v) = v {
+            kubeadm::validate_cidr(v).map_err(|e| anyhow::anyhow!("{flag}: {e}"))?;
+        }
+    }
+    if let Some(e) = &opts.control_plane_endpoint {
+        kubeadm::validate_endpoint(e)
+            .map_err(|e| anyhow::anyhow!("--control-plane-endpoint: {e}"))?;
+    }
+    let sel = preflight::select(select)?;
+    if opts.print_config {
+        let spec = ClusterSpec {
+            kube_version: sel.kube_version,
+            image_repository: sel.image_repository(),
+            advertise_address: opts.apiserver_advertise_address.map(|a| a.to_string()),
+            control_plane_endpoint: opts.control_plane_endpoint.clone(),
+            pod_cidr: opts
+                .pod_network_cidr
+                .clone()
+                .unwrap_or_else(|| DEFAULT_POD_CIDR.into()),
+            service_cidr: opts
+                .service_cidr
+                .clone()
+                .unwrap_or_else(|| DEFAULT_SERVICE_CIDR.into()),
+            join: join.clone(),
+        };
+        print!("{}", kubeadm::config_yaml(&spec, true));
+        return Ok(());
+    }
+
+    let report = preflight::check(select, &sel);
+    {
+        let mut out = std::io::stdout().lock();
+        report.print(&sel, &mut out)?;
+        out.flush()?;
+    }
+    if !report.ok() {
+        bail!(
+            "preflight failed ({} check(s)): {} was not run",
+            report.failed(),
+            select.kubeadm.display()
+        );
+    }
+
+    let argv = wrapper_args(join.as_ref(), opts);
+    let env = wrapper_env(&sel);
+    if opts.dry_run {
+        println!("would run (dry run):");
+        for (k, v) in &env {
+            println!("  {k}={}", shell_quote(v));
+        }
+        let shown: Vec<String> = kubeadm::redact_args(&argv)
+            .iter()
+            .map(|a| shell_quote(a))
+            .collect();
+        println!(
+            "  {} {}",
+            shell_quote(&select.kubeadm.display().to_string()),
+            shown.join(" ")
+        );
+        return Ok(());
+    }
+
+    println!(
+        "running {} {} (images from {})",
+        select.kubeadm.display(),
+        if join.is_some() { "join" } else { "init" },
+        sel.image_repository()
+    );
+    std::io::stdout().flush()?;
+    let mut child = Command::new(&select.kubeadm)
+        .args(&argv)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        // Exact tags were checked: no substitution of "available" ones.
+        .env_remove("U7S_SETAVAILABLEIMAGES")
+        .stdin(Stdio::inherit())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("running {}", select.kubeadm.display()))?;
+    let mut captured = String::new();
+    {
+        let mut reader = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let mut out = std::io::stdout();
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let n = reader
+                .read_until(b'\n', &mut line)
+                .context("reading the wrapper's output")?;
+            if n == 0 {
+                break;
+            }
+            // Keep streaming even if our own stdout went away.
+            let _ = out.write_all(&line).and_then(|()| out.flush());
+            captured.push_str(&String::from_utf8_lossy(&line));
+        }
+    }
+    let status = child
+        .wait()
+        .with_context(|| format!("waiting for {}", select.kubeadm.display()))?;
+    if !status.success() {
+        let code = status.code().unwrap_or_else(|| {
+            use std::os::unix::process::ExitStatusExt;
+            128 + status.signal().unwrap_or(1)
+        });
+        eprintln!(
+            "u7s-bundle: {} {} failed ({status})",
+            select.kubeadm.display(),
+            if join.is_some() { "join" } else { "init" }
+        );
+        std::process::exit(if code == 0 { 1 } else { code });
+    }
+    if join.is_none() {
+        save_join_commands(select, &sel, &captured)?;
+    }
+    Ok(())
+}
+
+/// The wrapper's command line (secrets included: it is not printed).
+fn wrapper_args(join: Option<&JoinSpec>, opts: &KubeadmRunArgs) -> Vec<String> {
+    let mut a: Vec<String> = Vec::new();
+    match join {
+        None => {
+            a.push("init".into());
+            if let Some(e) = &opts.control_plane_endpoint {
+                a.extend(["--control-plane-endpoint".into(), e.clone()]);
+            }
+            if let Some(c) = &opts.pod_network_cidr {
+                a.extend(["--pod-network-cidr".into(), c.clone()]);
+            }
+            if let Some(c) = &opts.service_cidr {
+                a.extend(["--service-cidr".into(), c.clone()]);
+            }
+        }
+        Some(j) => {
+            a.extend([
+                "join".into(),
+                j.endpoint.clone(),
+                "--token".into(),
+                j.token.clone(),
+                "--discovery-token-ca-cert-hash".into(),
+                j.ca_cert_hash.clone(),
+            ]);
+            if let Some(k) = &j.control_plane {
+                a.extend([
+                    "--control-plane".into(),
+                    "--certificate-key".into(),
+                    k.clone(),
+                ]);
+            }
+        }
+    }
+    if let Some(ip) = &opts.apiserver_advertise_address {
+        a.extend(["--apiserver-advertise-address".into(), ip.to_string()]);
+    }
+    if let Some(v) = opts.verbosity {
+        a.extend(["-v".into(), v.to_string()]);
+    }
+    a
+}
+
+/// What the wrapper reads to choose its images.
+fn wrapper_env(sel: &Selection) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("U7S_REGISTRY".to_string(), sel.registry.clone()),
+        ("U7S_PLATFORM".to_string(), sel.platform.clone()),
+        ("U7S_KUBEVERSION".to_string(), sel.kube_version.to_string()),
+    ];
+    if let Some(t) = &sel.flannel_tag {
+        env.push(("U7S_FLANNEL_TAG".into(), t.clone()));
+    }
+    if let Some(t) = &sel.flannel_cni_plugin_tag {
+        env.push(("U7S_FLANNELCNIPLUGIN_TAG".into(), t.clone()));
+    }
+    env
+}
+
+/// `u7s-bundle join …` for a `kubeadm join …` line: the same endpoint and
+/// secrets, plus the image set of this cluster (a joining node has no bundle
+/// record of its own).
+fn u7s_join_command(select: &ClusterSelectArgs, sel: &Selection, kubeadm_line: &str) -> String {
+    let words: Vec<&str> = kubeadm_line.split_whitespace().skip(2).collect();
+    let mut out: Vec<String> = vec!["u7s-bundle".into(), "join".into()];
+    let mut i = 0;
+    while i < words.len() {
+        let w = words[i];
+        match w {
+            "--token" | "--discovery-token-ca-cert-hash" | "--certificate-key" => {
+                out.push(w.to_string());
+                if let Some(v) = words.get(i + 1) {
+                    out.push(shell_quote(v));
+                }
+                i += 2;
+                continue;
+            }
+            "--control-plane" => out.push(w.to_string()),
+            w if !w.starts_with('-') && out.len() == 2 => out.push(shell_quote(w)),
+            _ => {}
+        }
+        i += 1;
+    }
+    out.extend([
+        "--platform".into(),
+        shell_quote(&sel.platform),
+        "--kube-version".into(),
+        sel.kube_version.to_string(),
+    ]);
+    if let Some(t) = &sel.flannel_tag {
+        out.extend(["--flannel-tag".into(), shell_quote(t)]);
+    }
+    if select.registry != "registry.local" {
+        out.extend(["--registry".into(), shell_quote(&select.registry)]);
+    }
+    if select.plain_http {
+        out.push("--plain-http".into());
+    }
+    out.join(" ")
+}
+
+fn join_script(what: &str, kubeadm_line: &str, u7s_line: &str) -> String {
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    format!(
+        "#!/bin/sh\n\
+         # Join {what} to this cluster: run on that node as root.\n\
+         # Saved by `u7s-bundle init` at {now}. It holds a bootstrap token (and for a\n\
+         # control-plane node the certificate key): keep it secret; both expire\n\
+         # (`kubeadm token create --print-join-command` makes new ones).\n\
+         # kubeadm printed:\n\
+         #   {kubeadm_line}\n\
+         # u7s-bundle join checks the node first and keeps the wrapper on the registry:\n\
+         exec {u7s_line}\n"
+    )
+}
+
+fn save_join_commands(select: &ClusterSelectArgs, sel: &Selection, output: &str) -> Result<()> {
+    let (worker, control_plane) = kubeadm::join_commands(output);
+    let dir: &Path = &select.state_dir;
+    let mut saved: Vec<(&str, PathBuf)> = Vec::new();
+    for (line, file, what, label) in [
+        (&worker, JOIN_WORKER_FILE, "a worker node", "worker"),
+        (
+            &control_plane,
+            JOIN_CONTROL_PLANE_FILE,
+            "a control-plane node",
+            "control plane",
+        ),
+    ] {
+        let Some(line) = line else {
+            eprintln!(
+                "u7s-bundle: warning: kubeadm printed no {label} join command; \
+                 make one with `kubeadm token create --print-join-command`{}",
+                if label == "control plane" {
+                    " (plus --control-plane --certificate-key from `kubeadm init phase upload-certs --upload-certs`)"
+                } else {
+                    ""
+                }
+            );
+            continue;
+        };
+        fsutil::create_dir_all_mode(dir, 0o755)
+            .with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join(file);
+        let script = join_script(what, line, &u7s_join_command(select, sel, line));
+        fsutil::write_atomic(&path, script.as_bytes(), 0o600)
+            .with_context(|| format!("writing {}", path.display()))?;
+        saved.push((label, path));
+    }
+    if !saved.is_empty() {
+        println!("join commands saved (mode 0600: they hold secrets):");
+        for (label, path) in saved {
+            println!("  {label}: {}", path.display());
+        }
+    }
+    Ok(())
+}
