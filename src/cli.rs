@@ -30,7 +30,7 @@ pub struct Cli {
 pub enum Command {
     /// List the platforms, their aliases and the kubernetes versions the profiles know.
     Profiles(ProfilesArgs),
-    /// Show the image set of a platform / kubernetes version / arch (offline unless --resolve).
+    /// Show the image set of a platform / kubernetes version / arch (offline unless --resolve or --set-available-images).
     Plan(PlanArgs),
     /// Pull an image set and write one compact, signed bundle archive.
     Build(BuildArgs),
@@ -79,7 +79,8 @@ pub struct SelectArgs {
     /// Platform or alias: c10f (k8s-c10f2, k8s-c10f1), p10 (k8s-p10), p11, sisyphus, alt.
     #[arg(long, value_name = "P")]
     pub platform: String,
-    /// Kubernetes version (v1.26.9 or 1.26.9); default: the newest the profile knows.
+    /// Kubernetes version (v1.26.9 or 1.26.9); default: the newest the profile
+    /// knows. For --platform alt (base images): the ALT branch (p10, p11, …).
     #[arg(long, value_name = "V")]
     pub kube_version: Option<String>,
     /// Architecture: amd64, arm64, arm, ppc64le, 386 (arm/v7 for a variant); default: the host's.
@@ -103,6 +104,7 @@ pub struct ProfilesArgs {
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
+    /// Read profiles from this directory instead of the built-in ones.
     #[arg(long, value_name = "DIR", hide_short_help = true)]
     pub profiles_dir: Option<PathBuf>,
 }
@@ -188,7 +190,9 @@ pub struct BuildArgs {
 
 #[derive(Args, Debug)]
 pub struct InspectArgs {
+    /// The bundle (.u7s.tar.xz / .u7s.tar.zst).
     pub archive: PathBuf,
+    /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
 }
@@ -196,10 +200,11 @@ pub struct InspectArgs {
 #[derive(Args, Debug, Clone)]
 pub struct TrustArgs {
     /// Public keys trusted to sign bundles (repeatable). Every *.pgp in
-    /// /etc/u7s-bundle/trusted.d/ is trusted too.
+    /// --trusted-dir (default /etc/u7s-bundle/trusted.d/) is trusted too.
     #[arg(long = "keyring", value_name = "FILE")]
     pub keyrings: Vec<PathBuf>,
-    /// Accept a bundle without a signature (and legacy podsec archives).
+    /// Accept a bundle without a signature (with `load`, also a legacy podsec
+    /// archive, which is never signed).
     #[arg(long)]
     pub allow_unsigned: bool,
     /// Directory of trusted keys (*.pgp).
@@ -214,11 +219,14 @@ pub struct TrustArgs {
 
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
+    /// The bundle (.u7s.tar.xz / .u7s.tar.zst).
     pub archive: PathBuf,
     #[command(flatten)]
     pub trust: TrustArgs,
+    /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
+    /// Print nothing; the exit code says it (0 verified, 3 not).
     #[arg(long, short)]
     pub quiet: bool,
 }
@@ -248,7 +256,8 @@ pub struct LoadArgs {
     pub registry_opts: RegistryArgs,
     #[command(flatten)]
     pub trust: TrustArgs,
-    /// Which directory of a legacy podsec archive to load (default: the host's arch).
+    /// Which directory of a legacy podsec archive to load (default: the host's
+    /// arch). Ignored for u7s bundles, which hold one architecture.
     #[arg(long, value_name = "A")]
     pub arch: Option<String>,
     /// Secret key file to sign the images with (as keygen or `gpg --export-secret-keys` writes).

@@ -74,6 +74,9 @@ pub fn push_names(m: &BundleManifest, legacy: bool) -> Vec<PushName> {
         }
         if let Some(rest) = r.repository.strip_prefix(&format!("{}/", m.platform)) {
             for p in &m.legacy_prefixes {
+                if p == &m.platform {
+                    continue;
+                }
                 out.push(PushName {
                     image: i,
                     repository: format!("{p}/{rest}"),

@@ -116,8 +116,13 @@ pub fn run(args: LoadArgs) -> Result<()> {
         let mut m = h.manifest.clone();
         if m.legacy_prefixes.is_empty() {
             // A podsec archive does not say; the profile of its platform does.
+            // Its names may use the canonical platform (c10f/…) or an old one
+            // (k8s-c10f2/…): push under the others too.
             if let Ok(p) = profiles.platform(&m.platform) {
-                m.legacy_prefixes = p.legacy_prefixes.clone();
+                let mut prefixes = vec![p.name.clone()];
+                prefixes.extend(p.legacy_prefixes.iter().cloned());
+                prefixes.retain(|x| x != &m.platform);
+                m.legacy_prefixes = prefixes;
             }
         }
         let n = push_names(&m, legacy_names);

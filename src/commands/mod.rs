@@ -65,7 +65,7 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
             }
             if inner
                 .downcast_ref::<u7s_bundle::sign::SignError>()
-                .is_some()
+                .is_some_and(is_verification)
             {
                 return EXIT_VERIFICATION;
             }
@@ -84,12 +84,31 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
                 .is_some()
             || cause
                 .downcast_ref::<u7s_bundle::sign::SignError>()
-                .is_some()
+                .is_some_and(is_verification)
         {
             return EXIT_VERIFICATION;
         }
     }
     1
+}
+
+/// Signature checks that failed (3), as opposed to trouble with our own
+/// signing key, files or gpg (1).
+fn is_verification(e: &u7s_bundle::sign::SignError) -> bool {
+    use u7s_bundle::sign::SignError as E;
+    matches!(
+        e,
+        E::MalformedSignature(_)
+            | E::UnknownKey { .. }
+            | E::BadSignature { .. }
+            | E::KeyExpired { .. }
+            | E::KeyRevoked { .. }
+            | E::KeyInvalid { .. }
+            | E::NotPrimaryKey { .. }
+            | E::SignatureCount(_)
+            | E::NotSignedMessage(_)
+            | E::InvalidPayload(_)
+    )
 }
 
 fn exit_of(e: &Exit) -> i32 {
