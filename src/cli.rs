@@ -305,6 +305,16 @@ pub struct LoadArgs {
     /// Verify everything and report what would be pushed and written; write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Where to record what was loaded (last-bundle.json: the kubernetes
+    /// version and platform `preflight`, `init` and `join` default to).
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "U7S_STATE_DIR",
+        default_value = "/var/lib/u7s-bundle",
+        hide_short_help = true
+    )]
+    pub state_dir: PathBuf,
     /// Lock file that keeps two loads on this host from running at once (the
     /// second waits).
     #[arg(
@@ -359,10 +369,18 @@ pub struct ClusterSelectArgs {
     #[arg(long, value_name = "ARCHIVE", conflicts_with_all = ["platform", "kube_version", "flannel_tag"])]
     pub bundle: Option<PathBuf>,
     /// The containers policy CRI-O applies.
-    #[arg(long, value_name = "FILE", default_value = "/etc/containers/policy.json")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/etc/containers/policy.json"
+    )]
     pub policy: PathBuf,
     /// The containers registries.d directory (where signatures are read from).
-    #[arg(long, value_name = "DIR", default_value = "/etc/containers/registries.d")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/etc/containers/registries.d"
+    )]
     pub registries_d: PathBuf,
     /// Skip the kernel (>= 5.15) and u7s-admin user checks (test machines);
     /// the report says they were skipped.
@@ -378,7 +396,12 @@ pub struct ClusterSelectArgs {
     pub kubeadm: PathBuf,
     /// u7s-bundle's state on this host: last-bundle.json (read), and the join
     /// commands init saves (join-worker.sh, join-control-plane.sh, mode 0600).
-    #[arg(long, value_name = "DIR", default_value = "/var/lib/u7s-bundle")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "U7S_STATE_DIR",
+        default_value = "/var/lib/u7s-bundle"
+    )]
     pub state_dir: PathBuf,
     #[arg(long, value_name = "DIR", hide = true)]
     pub profiles_dir: Option<PathBuf>,

@@ -133,6 +133,8 @@ impl Site {
             // Per test, so parallel tests don't queue on the host-wide lock.
             "--lock-file".into(),
             self.p("load.lock").display().to_string(),
+            "--state-dir".into(),
+            self.p("state").display().to_string(),
         ]
     }
 
@@ -222,6 +224,13 @@ fn loaded_images_pass_skopeo_with_the_written_policy_and_fail_when_tampered() {
         fs::read(&policy).unwrap(),
         "copy for other nodes"
     );
+    let last: Value =
+        serde_json::from_slice(&fs::read(s.p("state/last-bundle.json")).unwrap()).unwrap();
+    assert_eq!(
+        last["kube_version"], "v1.26.9",
+        "load records what it loaded"
+    );
+    assert_eq!(last["platform"], "c10f");
 
     // Every image, under both names, passes the real verifier.
     for name in SET {

@@ -206,6 +206,26 @@ pub fn run(args: LoadArgs) -> Result<()> {
         changes = write_trust_files(signer.as_ref(), &args, &registry, args.dry_run)?;
     }
 
+    // What was loaded, for preflight/init/join to default to.
+    if !args.dry_run && m.kube_version.is_some() {
+        let lb = u7s_bundle::kubeadm::LastBundle {
+            kube_version: m.kube_version.clone().unwrap_or_default(),
+            platform: Some(m.platform.clone()),
+            arch: Some(m.arch.clone()),
+            flannel_tag: m.flannel_tag.clone(),
+            flannel_cni_plugin_tag: m.flannel_cni_plugin_tag.clone(),
+            registry: Some(registry.clone()),
+            bundle: Some(absolute(&args.archive).display().to_string()),
+            loaded_at: time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .ok(),
+        };
+        let path = u7s_bundle::kubeadm::LastBundle::path(&args.state_dir);
+        fsutil::create_dir_all_mode(&args.state_dir, 0o755)
+            .and_then(|()| fsutil::write_atomic(&path, &serde_json::to_vec_pretty(&lb)?, 0o644))
+            .with_context(|| format!("recording the load in {}", path.display()))?;
+    }
+
     let images: Vec<_> = n
         .iter()
         .map(|p| json!({"name": p.identity(&registry), "digest": m.images[p.image].manifest}))

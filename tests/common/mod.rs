@@ -583,6 +583,9 @@ pub fn clean_env(cmd: &mut Command, home: &Path) {
         }
     }
     cmd.env("HOME", home).env("LANG", "C.UTF-8");
+    // u7s-bundle's host state (last-bundle.json, join files) per test, never
+    // the machine's /var/lib/u7s-bundle.
+    cmd.env("U7S_STATE_DIR", home.join("state"));
 }
 
 fn temp_home() -> TempDir {
