@@ -84,7 +84,7 @@ pub fn is_valid_registry(s: &str) -> bool {
         None => (s, None),
     };
     if let Some(p) = port {
-        if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
+        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) || p.parse::<u16>().is_err() {
             return false;
         }
     }
