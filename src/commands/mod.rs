@@ -76,6 +76,13 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
             {
                 return EXIT_VERIFICATION;
             }
+            // A blob that failed its digest check while the callback read it.
+            if inner
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::InvalidData)
+            {
+                return EXIT_VERIFICATION;
+            }
             return 1;
         }
         if cause.downcast_ref::<ReadError>().is_some()
