@@ -30,7 +30,7 @@ pub struct Cli {
 pub enum Command {
     /// List the platforms, their aliases and the kubernetes versions the profiles know.
     Profiles(ProfilesArgs),
-    /// Show the image set of a platform / kubernetes version / arch (offline unless --resolve or --set-available-images).
+    /// Show the image set of a platform / version / arch (offline by default).
     Plan(PlanArgs),
     /// Pull an image set and write one compact, signed bundle archive.
     Build(BuildArgs),
@@ -42,11 +42,11 @@ pub enum Command {
     Load(LoadArgs),
     /// Generate an OpenPGP signing key of the shape container tools accept.
     Keygen(KeygenArgs),
-    /// Check that this host can bring the cluster up from registry.local: every image present and trusted.
+    /// Check this host is ready: every image in the registry, signed, trusted by the policy.
     Preflight(PreflightArgs),
-    /// Bring up the first control-plane node (podsec's rootless kubeadm init) from registry.local.
+    /// Bring up the first control-plane node (rootless kubeadm init) from the registry.
     Init(InitArgs),
-    /// Join this node to a cluster (podsec's rootless kubeadm join) with images from registry.local.
+    /// Join this node to the cluster (rootless kubeadm join) with images from the registry.
     Join(JoinArgs),
     /// Write the manual pages (u7s-bundle.1, u7s-bundle-<command>.1) into a directory.
     #[command(hide = true)]
