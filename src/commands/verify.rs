@@ -34,10 +34,17 @@ pub fn run(args: VerifyArgs) -> Result<()> {
         },
         |_, entry| {
             match entry {
-                Entry::LayoutFile { path: "index.json", data } => index = Some(data),
+                Entry::LayoutFile {
+                    path: "index.json",
+                    data,
+                } => index = Some(data),
                 Entry::LayoutFile { .. } => {}
-                Entry::Blob { reader, .. } => {
-                    std::io::copy(reader, &mut std::io::sink())?;
+                Entry::Blob { blob, reader } => {
+                    // A read error here is the archive's (cut short, corrupt):
+                    // a verification failure, not an operational one.
+                    std::io::copy(reader, &mut std::io::sink()).map_err(|e| {
+                        Exit::Verification(format!("reading blob {}: {e}", blob.digest))
+                    })?;
                     blobs += 1;
                 }
             }

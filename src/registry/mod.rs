@@ -304,12 +304,24 @@ impl Client {
         build: &dyn Fn(RequestBuilder) -> RequestBuilder,
     ) -> Result<Response> {
         retry(self.attempts, || {
-            let resp = self.send_once(&method, url, scope, build)?;
-            if resp.status().is_server_error() || resp.status() == StatusCode::TOO_MANY_REQUESTS {
-                return Err(status_error(&method, url, resp));
-            }
-            Ok(resp)
+            self.send_checked(&method, url, scope, build)
         })
+    }
+
+    /// One attempt of `send`: 5xx and 429 become (transient) errors. For calls
+    /// inside their own `retry` loop, so that attempts do not multiply.
+    fn send_checked(
+        &self,
+        method: &Method,
+        url: &str,
+        scope: &str,
+        build: &dyn Fn(RequestBuilder) -> RequestBuilder,
+    ) -> Result<Response> {
+        let resp = self.send_once(method, url, scope, build)?;
+        if resp.status().is_server_error() || resp.status() == StatusCode::TOO_MANY_REQUESTS {
+            return Err(status_error(method, url, resp));
+        }
+        Ok(resp)
     }
 
     /// GET /v2/: does a registry answer here?
@@ -335,7 +347,7 @@ impl Client {
         let url = self.url(&format!("{repo}/manifests/{reference}"));
         let what = format!("{}/{repo}:{reference}", self.host);
         retry(self.attempts, || {
-            let resp = self.send(Method::GET, &url, &Self::pull_scope(repo), &|r| {
+            let resp = self.send_checked(&Method::GET, &url, &Self::pull_scope(repo), &|r| {
                 r.header(ACCEPT, oci::MANIFEST_ACCEPT)
             })?;
             if resp.status() == StatusCode::NOT_FOUND {
@@ -392,10 +404,11 @@ impl Client {
         }
     }
 
-    /// Start a blob download; the caller streams, hashes and verifies it.
+    /// Start a blob download; the caller streams, hashes and verifies it. One
+    /// attempt: callers retry the whole download (a body can fail midway).
     pub fn get_blob(&self, repo: &str, digest: &Digest) -> Result<Response> {
         let url = self.url(&format!("{repo}/blobs/{digest}"));
-        let resp = self.send(Method::GET, &url, &Self::pull_scope(repo), &|r| r)?;
+        let resp = self.send_checked(&Method::GET, &url, &Self::pull_scope(repo), &|r| r)?;
         if resp.status() == StatusCode::NOT_FOUND {
             return Err(RegistryError::NotFound {
                 registry: self.host.clone(),
