@@ -9,11 +9,13 @@ RUST_MIN=1.85 # Cargo.toml rust-version
 
 # Build: C toolchain and linker (ring, zstd-sys, liblzma-sys), nettle + bindgen
 # (sequoia's crypto-nettle backend). Tests: docker-registry, skopeo, gnupg,
-# python3 (fixture generator), zstd (zstd fixtures), xz-utils.
+# python3 (fixture generator), zstd (zstd fixtures), xz-utils, openssl (a
+# throwaway CA for the TLS registry tests), apache2-utils (htpasswd, for the
+# basic-auth registry tests).
 PACKAGES=(
     docker-registry skopeo gnupg
     nettle-dev pkg-config libclang-dev gcc libc6-dev
-    python3 xz-utils zstd ca-certificates
+    python3 xz-utils zstd ca-certificates openssl apache2-utils
 )
 
 log() { printf '\n==> %s\n' "$*"; }

@@ -50,6 +50,26 @@ pub struct Registry {
     dir: TempDir,
     child: Option<Child>,
     token: String,
+    /// TLS and auth (see [`Registry::start_with`]); default: plain HTTP, no auth.
+    config: RegistryConfig,
+}
+
+/// What [`Registry::start_with`] turns on beyond the plain default.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryConfig {
+    /// Serve HTTPS with this certificate (see [`TlsFiles::generate`]).
+    pub tls: Option<TlsFiles>,
+    /// Require HTTP basic auth (`auth: htpasswd`, bcrypt) for this user and password.
+    pub htpasswd: Option<(String, String)>,
+}
+
+/// A throwaway CA and a server certificate for 127.0.0.1 signed by it (PEM).
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The CA certificate: what `--ca-file` gets.
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// One line of the registry's access log.
@@ -91,6 +111,11 @@ impl Registry {
     /// Start a fresh registry on a free port; panics (with the registry's log) if
     /// it does not come up within 20 s.
     pub fn start() -> Registry {
+        Registry::start_with(RegistryConfig::default())
+    }
+
+    /// [`Registry::start`] with TLS and/or htpasswd basic auth.
+    pub fn start_with(config: RegistryConfig) -> Registry {
         let dir = tempfile::Builder::new()
             .prefix("u7s-registry-")
             .tempdir()
@@ -102,7 +127,17 @@ impl Registry {
             dir,
             child: None,
             token: unique_token(),
+            config,
         };
+        if let Some((user, pass)) = reg.config.htpasswd.clone() {
+            let out = Command::new("htpasswd")
+                .args(["-Bbn", &user, &pass])
+                .stdin(Stdio::null())
+                .output()
+                .expect("run htpasswd (apt-get install apache2-utils)");
+            assert_success(&out, "htpasswd -Bbn");
+            fs::write(reg.dir.path().join("htpasswd"), &out.stdout).unwrap();
+        }
         let mut last = String::new();
         // Another process may grab the port between our probe bind and the
         // registry's listen: retry with a new port.
@@ -132,9 +167,50 @@ impl Registry {
         self.port
     }
 
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT` (`https://` with TLS)
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    pub fn config(&self) -> &RegistryConfig {
+        &self.config
+    }
+
+    /// What skopeo needs to reach this registry (`--tls-verify=false` — it
+    /// skips verification over TLS and allows plain HTTP — plus `--creds`).
+    fn skopeo_access(&self) -> Vec<String> {
+        let mut v = vec!["--tls-verify=false".to_string()];
+        if let Some((u, p)) = &self.config.htpasswd {
+            v.push(format!("--creds={u}:{p}"));
+        }
+        v
+    }
+
+    /// `skopeo copy --all --preserve-digests` of `refs` from the OCI layout
+    /// `layout` (as [`Fixtures::make`] writes it, OCI media types) into this
+    /// registry, with its TLS and credentials.
+    pub fn seed(&self, layout: &Path, refs: &[&str]) {
+        for r in refs {
+            let mut args = vec![
+                "--insecure-policy".to_string(),
+                "copy".into(),
+                "--quiet".into(),
+                "--all".into(),
+                "--preserve-digests".into(),
+                "--dest-tls-verify=false".into(),
+            ];
+            if let Some((u, p)) = &self.config.htpasswd {
+                args.push(format!("--dest-creds={u}:{p}"));
+            }
+            args.push(format!("oci:{}:{r}", layout.display()));
+            args.push(self.docker_ref(r));
+            assert_success(&skopeo(&args), &format!("skopeo copy {r} to {}", self.addr));
+        }
     }
 
     /// `docker://127.0.0.1:PORT/<reference>` for skopeo.
@@ -199,7 +275,10 @@ impl Registry {
     /// Tags of `repo` (e.g. `c10f/kube-apiserver`), sorted; empty if the
     /// repository does not exist.
     pub fn tags(&self, repo: &str) -> Vec<String> {
-        let out = skopeo(["list-tags", "--tls-verify=false", &self.docker_ref(repo)]);
+        let mut args = vec!["list-tags".to_string()];
+        args.extend(self.skopeo_access());
+        args.push(self.docker_ref(repo));
+        let out = skopeo(&args);
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
             if err.contains("404") || err.contains("name unknown") {
@@ -223,12 +302,11 @@ impl Registry {
     /// The raw manifest (index or image) at `reference` (`repo:tag` or
     /// `repo@sha256:…`), or `None` if the registry does not know it.
     pub fn manifest(&self, reference: &str) -> Option<Vec<u8>> {
-        let out = skopeo([
-            "inspect",
-            "--tls-verify=false",
-            "--raw",
-            &self.docker_ref(reference),
-        ]);
+        let mut args = vec!["inspect".to_string()];
+        args.extend(self.skopeo_access());
+        args.push("--raw".into());
+        args.push(self.docker_ref(reference));
+        let out = skopeo(&args);
         if out.status.success() {
             return Some(out.stdout);
         }
@@ -257,14 +335,39 @@ impl Registry {
     /// `skopeo delete` of `reference`. Registry 2.8 cannot untag: this deletes the
     /// manifest the tag points to, so every tag of that digest disappears.
     pub fn delete_tag(&self, reference: &str) {
-        let out = skopeo(["delete", "--tls-verify=false", &self.docker_ref(reference)]);
+        let mut args = vec!["delete".to_string()];
+        args.extend(self.skopeo_access());
+        args.push(self.docker_ref(reference));
+        let out = skopeo(&args);
         assert_success(&out, &format!("skopeo delete {reference}"));
     }
 
     /// A raw HTTP/1.0 request to the registry (no HTTP crate, no redirects).
+    /// With TLS it goes through reqwest (trusting the test CA); with htpasswd
+    /// it carries the credentials.
     pub fn http(&self, method: &str, path: &str) -> HttpResponse {
-        http_request(self.port, method, path, &[], &[])
+        self.request(method, path)
             .unwrap_or_else(|e| panic!("{method} {path} on {}: {e}", self.addr))
+    }
+
+    fn request(&self, method: &str, path: &str) -> std::io::Result<HttpResponse> {
+        let auth = self.config.htpasswd.as_ref().map(|(u, p)| {
+            use base64::Engine as _;
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+            )
+        });
+        match &self.config.tls {
+            None => {
+                let headers: Vec<(&str, &str)> = auth
+                    .as_deref()
+                    .map(|a| vec![("Authorization", a)])
+                    .unwrap_or_default();
+                http_request(self.port, method, path, &headers, &[])
+            }
+            Some(tls) => https_request(&self.addr, &tls.ca, method, path, auth.as_deref()),
+        }
     }
 
     /// The blob `digest` through `repo`, or `None` on 404.
@@ -315,6 +418,20 @@ impl Registry {
             addr = self.addr,
             token = self.token,
         );
+        let mut config = config;
+        if let Some(tls) = &self.config.tls {
+            config.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                tls.cert.display(),
+                tls.key.display()
+            ));
+        }
+        if self.config.htpasswd.is_some() {
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: u7s-test\n    path: {}\n",
+                root.join("htpasswd").display()
+            ));
+        }
         let path = root.join("config.yml");
         fs::write(&path, config).expect("write registry config");
         path
@@ -357,7 +474,7 @@ impl Registry {
                 }
                 return Err(StartError::Exited(format!("({status})\n{text}")));
             }
-            if let Ok(r) = http_request(self.port, "GET", "/v2/", &[], &[]) {
+            if let Ok(r) = self.request("GET", "/v2/") {
                 // The header proves the answer comes from *this* process, not
                 // from whoever else may already listen on the port.
                 if r.status == 200 && r.header("x-u7s-registry") == Some(self.token.as_str()) {
@@ -765,4 +882,486 @@ impl Drop for GnupgHome {
             .stderr(Stdio::null())
             .status();
     }
+}
+
+// ------------------------------------------------------------------ TLS
+
+impl TlsFiles {
+    /// Make a throwaway CA (`ca.pem`) and a server certificate for the IP
+    /// 127.0.0.1 (`server.pem`, `server.key`) signed by it, in `dir`, with the
+    /// `openssl` CLI (EC P-256: fast to generate).
+    pub fn generate(dir: &Path) -> TlsFiles {
+        fs::create_dir_all(dir).unwrap();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .stdin(Stdio::null())
+                .output()
+                .expect("run openssl (apt-get install openssl)");
+            assert_success(&out, &format!("openssl {}", args.join(" ")));
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let mut a = vec!["req", "-x509"];
+        a.extend(ec);
+        a.extend(["-keyout", "ca.key", "-out", "ca.pem", "-days", "2"]);
+        a.extend(["-subj", "/CN=u7s test CA"]);
+        openssl(&a);
+        let mut a = vec!["req"];
+        a.extend(ec);
+        a.extend(["-keyout", "server.key", "-out", "server.csr"]);
+        a.extend(["-subj", "/CN=127.0.0.1"]);
+        openssl(&a);
+        fs::write(
+            dir.join("server.ext"),
+            "subjectAltName=IP:127.0.0.1\n\
+             basicConstraints=critical,CA:FALSE\n\
+             keyUsage=critical,digitalSignature\n\
+             extendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.pem",
+        ]);
+        TlsFiles {
+            ca: dir.join("ca.pem"),
+            cert: dir.join("server.pem"),
+            key: dir.join("server.key"),
+        }
+    }
+}
+
+/// One HTTPS request to `addr` trusting only the PEM CA `ca` (no redirects).
+pub fn https_request(
+    addr: &str,
+    ca: &Path,
+    method: &str,
+    path: &str,
+    authorization: Option<&str>,
+) -> std::io::Result<HttpResponse> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let certs =
+        reqwest::Certificate::from_pem_bundle(&fs::read(ca)?).map_err(std::io::Error::other)?;
+    let client = reqwest::blocking::Client::builder()
+        .tls_certs_only(certs)
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(std::io::Error::other)?;
+    let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(std::io::Error::other)?;
+    let mut req = client.request(method, format!("https://{addr}{path}"));
+    if let Some(a) = authorization {
+        req = req.header("Authorization", a);
+    }
+    let resp = req.send().map_err(std::io::Error::other)?;
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_ascii_lowercase(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let body = resp.bytes().map_err(std::io::Error::other)?.to_vec();
+    Ok(HttpResponse {
+        status,
+        headers,
+        body,
+    })
+}
+
+// ------------------------------------------------------------------ fault proxy
+
+/// Which requests a [`Fault`] applies to: `(method, path) -> bool`.
+pub type Filter = std::sync::Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
+
+/// Every request.
+pub fn any_request() -> Filter {
+    std::sync::Arc::new(|_, _| true)
+}
+
+/// `GET /v2/<repo>/blobs/<digest>` (configs and layers).
+pub fn blob_get() -> Filter {
+    std::sync::Arc::new(|m, p| m == "GET" && p.contains("/blobs/sha256:"))
+}
+
+/// `GET` of one of these blobs (`sha256:…`), e.g. only the layers.
+pub fn blob_get_of(digests: &[String]) -> Filter {
+    let d: Vec<String> = digests.iter().map(|d| format!("/blobs/{d}")).collect();
+    std::sync::Arc::new(move |m, p| m == "GET" && d.iter().any(|d| p.ends_with(d.as_str())))
+}
+
+/// Anything under `/v2/<repo>/blobs/uploads/` (POST, PATCH, PUT, DELETE).
+pub fn blob_upload() -> Filter {
+    std::sync::Arc::new(|_, p| p.contains("/blobs/uploads/"))
+}
+
+/// What a [`FaultProxy`] does to the requests its filter matches.
+#[derive(Clone)]
+pub enum Fault {
+    /// Forward everything unchanged.
+    Pass,
+    /// Answer the first `n` matching requests with `status` itself, then forward.
+    /// `u64::MAX`: always.
+    FailFirst { n: u64, status: u16, filter: Filter },
+    /// Forward the first `k` matching requests, answer every later one with `status`.
+    FailAfter { k: u64, status: u16, filter: Filter },
+    /// For the first `n` matching requests answered 200, forward the response
+    /// head and half the body, then reset the connection (RST).
+    ResetMidBody { n: u64, filter: Filter },
+    /// Forward, but relay responses `chunk` bytes at a time with `pause` in
+    /// between (a slow link).
+    Slow { chunk: usize, pause: Duration },
+}
+
+/// One request the proxy saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyRequest {
+    pub method: String,
+    pub path: String,
+    /// True when the proxy answered or broke it instead of forwarding it intact.
+    pub injected: bool,
+}
+
+struct ProxyState {
+    target: u16,
+    fault: std::sync::Mutex<Fault>,
+    matched: AtomicU64,
+    log: std::sync::Mutex<Vec<ProxyRequest>>,
+    stop: std::sync::atomic::AtomicBool,
+}
+
+/// A fault-injecting HTTP/1.1 proxy on 127.0.0.1 in front of a plain-HTTP
+/// registry: plain std threads, one request per client connection (it forwards
+/// the request with `Connection: close`, so the registry's answer ends at EOF and
+/// tells the client not to reuse the connection). Stopped on drop.
+pub struct FaultProxy {
+    /// `"127.0.0.1:PORT"`: give it as `--source` / `--registry` (with `--plain-http`).
+    pub addr: String,
+    port: u16,
+    state: std::sync::Arc<ProxyState>,
+    accept: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FaultProxy {
+    /// A proxy forwarding to the plain-HTTP registry on 127.0.0.1:`target_port`.
+    pub fn start(target_port: u16, fault: Fault) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let port = listener.local_addr().unwrap().port();
+        let state = std::sync::Arc::new(ProxyState {
+            target: target_port,
+            fault: std::sync::Mutex::new(fault),
+            matched: AtomicU64::new(0),
+            log: std::sync::Mutex::new(Vec::new()),
+            stop: std::sync::atomic::AtomicBool::new(false),
+        });
+        let st = state.clone();
+        let accept = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if st.stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(conn) = conn else { continue };
+                let st = st.clone();
+                std::thread::spawn(move || {
+                    let _ = proxy_one(&st, conn);
+                });
+            }
+        });
+        FaultProxy {
+            addr: format!("127.0.0.1:{port}"),
+            port,
+            state,
+            accept: Some(accept),
+        }
+    }
+
+    /// Replace the fault (the match counter restarts at 0).
+    pub fn set_fault(&self, fault: Fault) {
+        *self.state.fault.lock().unwrap() = fault;
+        self.state.matched.store(0, Ordering::SeqCst);
+    }
+
+    /// Every request seen so far, in arrival order.
+    pub fn requests(&self) -> Vec<ProxyRequest> {
+        self.state.log.lock().unwrap().clone()
+    }
+
+    /// How many requests were answered or broken by the proxy.
+    pub fn injected(&self) -> usize {
+        self.requests().iter().filter(|r| r.injected).count()
+    }
+
+    /// Stop accepting; connections in flight end at their next read or write.
+    pub fn stop(&mut self) {
+        self.state.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.accept.take() {
+            // Wake the blocking accept.
+            let _ = TcpStream::connect(("127.0.0.1", self.port));
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Read until the end of an HTTP head; returns (head, bytes read past it).
+fn read_head(s: &mut TcpStream) -> std::io::Result<Option<(String, Vec<u8>)>> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..p + 4]).into_owned();
+            return Ok(Some((head, buf[p + 4..].to_vec())));
+        }
+        if buf.len() > 1 << 20 {
+            return Err(std::io::Error::other("HTTP head too large"));
+        }
+        let n = s.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+fn head_value(head: &str, name: &str) -> Option<String> {
+    head.split("\r\n").skip(1).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| v.trim().to_string())
+    })
+}
+
+/// Close `s` with a TCP reset instead of a FIN (SO_LINGER 0).
+fn reset(s: TcpStream) {
+    use std::os::fd::AsRawFd;
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket fd and a correctly sized linger struct.
+    unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &l as *const libc::linger as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+    drop(s);
+}
+
+/// Handle one client connection (one request).
+fn proxy_one(st: &ProxyState, mut client: TcpStream) -> std::io::Result<()> {
+    client.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let Some((head, early_body)) = read_head(&mut client)? else {
+        return Ok(());
+    };
+    if st.stop.load(Ordering::SeqCst) {
+        return Ok(());
+    }
+    let mut first = head.split("\r\n").next().unwrap_or("").split(' ');
+    let method = first.next().unwrap_or("").to_string();
+    let path = first.next().unwrap_or("").to_string();
+
+    enum Action {
+        Forward,
+        Answer(u16),
+        Reset,
+        Slow(usize, Duration),
+    }
+    let action = {
+        let fault = st.fault.lock().unwrap().clone();
+        let hit = |f: &Filter| f(&method, &path).then(|| st.matched.fetch_add(1, Ordering::SeqCst));
+        match fault {
+            Fault::Pass => Action::Forward,
+            Fault::FailFirst { n, status, filter } => match hit(&filter) {
+                Some(i) if i < n => Action::Answer(status),
+                _ => Action::Forward,
+            },
+            Fault::FailAfter { k, status, filter } => match hit(&filter) {
+                Some(i) if i >= k => Action::Answer(status),
+                _ => Action::Forward,
+            },
+            // Counted below, once the answer is known to be a 200 with a body.
+            Fault::ResetMidBody { n, filter } => {
+                if filter(&method, &path) && st.matched.load(Ordering::SeqCst) < n {
+                    Action::Reset
+                } else {
+                    Action::Forward
+                }
+            }
+            Fault::Slow { chunk, pause } => Action::Slow(chunk.max(1), pause),
+        }
+    };
+    let log = |injected: bool| {
+        st.log.lock().unwrap().push(ProxyRequest {
+            method: method.clone(),
+            path: path.clone(),
+            injected,
+        })
+    };
+
+    let content_length: u64 = head_value(&head, "content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if let Action::Answer(status) = action {
+        // Read the request body first, so the client sees our answer rather
+        // than a reset while it is still sending.
+        let mut left = content_length.saturating_sub(early_body.len() as u64);
+        let mut buf = vec![0u8; 64 * 1024];
+        while left > 0 {
+            let n = client.read(&mut buf[..left.min(64 * 1024) as usize])?;
+            if n == 0 {
+                break;
+            }
+            left -= n as u64;
+        }
+        log(true);
+        let body = format!(
+            "{{\"errors\":[{{\"code\":\"UNAVAILABLE\",\"message\":\"injected by the test proxy\",\"detail\":null}}]}}"
+        );
+        let reason = if status == 503 {
+            "Service Unavailable"
+        } else {
+            "Injected"
+        };
+        let resp = format!(
+            "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        client.write_all(resp.as_bytes())?;
+        let _ = client.shutdown(Shutdown::Both);
+        return Ok(());
+    }
+
+    // Forward: the same head with `Connection: close`.
+    let mut upstream = TcpStream::connect(("127.0.0.1", st.target))?;
+    upstream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    let mut out = String::new();
+    for (i, line) in head.trim_end_matches("\r\n").split("\r\n").enumerate() {
+        let name = line.split(':').next().unwrap_or("").trim();
+        if i > 0
+            && (name.eq_ignore_ascii_case("connection") || name.eq_ignore_ascii_case("keep-alive"))
+        {
+            continue;
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    out.push_str("Connection: close\r\n\r\n");
+    upstream.write_all(out.as_bytes())?;
+    upstream.write_all(&early_body)?;
+    // The rest of the request body (Content-Length or chunked): a raw copy
+    // until either side closes; this connection carries no second request.
+    let (mut c_in, mut u_out) = (client.try_clone()?, upstream.try_clone()?);
+    let pump = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut c_in, &mut u_out);
+    });
+
+    let result = (|| -> std::io::Result<bool> {
+        match action {
+            Action::Reset => {
+                let Some((rhead, mut rest)) = read_head(&mut upstream)? else {
+                    return Ok(false);
+                };
+                let status_ok = rhead.split(' ').nth(1) == Some("200");
+                let len: u64 = head_value(&rhead, "content-length")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                let Fault::ResetMidBody { n, .. } = st.fault.lock().unwrap().clone() else {
+                    unreachable!()
+                };
+                let take = status_ok
+                    && len >= 2
+                    && st
+                        .matched
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |m| {
+                            (m < n).then_some(m + 1)
+                        })
+                        .is_ok();
+                client.write_all(rhead.as_bytes())?;
+                if !take {
+                    client.write_all(&rest)?;
+                    std::io::copy(&mut upstream, &mut client)?;
+                    return Ok(false);
+                }
+                let half = (len / 2) as usize;
+                while rest.len() < half {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let k = upstream.read(&mut buf)?;
+                    if k == 0 {
+                        break;
+                    }
+                    rest.extend_from_slice(&buf[..k]);
+                }
+                client.write_all(&rest[..half.min(rest.len())])?;
+                client.flush()?;
+                Ok(true)
+            }
+            Action::Slow(chunk, pause) => {
+                let mut buf = vec![0u8; chunk];
+                loop {
+                    if st.stop.load(Ordering::SeqCst) {
+                        return Ok(false);
+                    }
+                    let k = upstream.read(&mut buf)?;
+                    if k == 0 {
+                        return Ok(false);
+                    }
+                    client.write_all(&buf[..k])?;
+                    std::thread::sleep(pause);
+                }
+            }
+            _ => {
+                std::io::copy(&mut upstream, &mut client)?;
+                Ok(false)
+            }
+        }
+    })();
+    let _ = upstream.shutdown(Shutdown::Both);
+    let injected = matches!(result, Ok(true));
+    log(injected);
+    if injected {
+        // The pump holds a duplicate of the socket: end it first (a shut-down
+        // read side returns EOF), so closing ours is the last close — the RST.
+        let _ = client.shutdown(Shutdown::Read);
+        let _ = pump.join();
+        reset(client);
+    } else {
+        let _ = client.shutdown(Shutdown::Both);
+        let _ = pump.join();
+    }
+    result.map(|_| ())
 }
