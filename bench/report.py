@@ -50,7 +50,13 @@ def render(args):
         sizes.append((s, load(path)))
     out = []
     w = out.append
-    w("Measured %s on %s." % (args.date, args.machine))
+    dates = []
+    for spec in args.results:
+        s_, _, path = spec.partition("=")
+        d = os.path.join(os.path.dirname(path), "date")
+        if os.path.exists(d):
+            dates.append("%s× set %s" % (s_, open(d).read().strip()))
+    w("Measured on %s (%s)." % (args.machine, "; ".join(dates) or args.date))
     w("")
     w("Versions: %s." % args.versions)
     w("")
@@ -94,7 +100,7 @@ def render(args):
             ratio(g("podsec.reload.wall"), g("podsec.load.wall")),
             ratio(g("ours.xz.reload.wall"), g("ours.xz.load.wall")),
             ratio(g("ours.zstd.reload.wall"), g("ours.zstd.load.wall"))))
-        w("| signatures written (load + reload) | %d | %d | | %d | |" % (
+        w("| signature files after load + reload | %d | %d | | %d | |" % (
             g("podsec.signatures", 0), g("ours.xz.signatures", 0), g("ours.zstd.signatures", 0)))
         w("")
         w("podsec build: `xz -9` alone took %.1f s of it (peak RSS %.0f MiB); the archive is "

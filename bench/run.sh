@@ -19,8 +19,10 @@
 #   5. prints a table (archive size, wall times, peak RSS, ratios ours/podsec)
 #      and writes it into docs/benchmarks.md (between the bench markers).
 #
-# Usage: bench/run.sh [--sizes 1,3] [--work DIR] [--no-doc] [--keep]
+# Usage: bench/run.sh [--sizes 1,3] [--work DIR] [--no-doc] [--keep] [--report]
 #   --sizes LIST   which set sizes to run (default 1,3)
+#   --report       run nothing: render the table again from the results of
+#                  earlier runs of these sizes in the work directory
 #   --work DIR     scratch directory (default bench/.work/; several GB for size 3)
 #   --no-doc       print the table only; leave docs/benchmarks.md alone
 #   --keep         keep registries' data and extracted trees after the run
@@ -42,6 +44,7 @@ sizes=1,3
 work=$root/bench/.work
 doc=yes
 keep=no
+report_only=no
 while (($#)); do
     case $1 in
     --sizes) sizes=$2; shift 2 ;;
@@ -50,7 +53,8 @@ while (($#)); do
     --work=*) work=${1#*=}; shift ;;
     --no-doc) doc=no; shift ;;
     --keep) keep=yes; shift ;;
-    -h | --help) sed -n '2,34s/^# \{0,1\}//p' "$0"; exit 0 ;;
+    --report) report_only=yes; shift ;;
+    -h | --help) sed -n '2,36s/^# \{0,1\}//p' "$0"; exit 0 ;;
     *) echo "bench/run.sh: unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -58,6 +62,27 @@ IFS=, read -r -a size_list <<<"$sizes"
 for s in "${size_list[@]}"; do
     [[ $s == 1 || $s == 3 ]] || { echo "bench/run.sh: sizes are 1 and 3, not $s" >&2; exit 2; }
 done
+
+# ------------------------------------------------------------------ report
+render() {
+    local machine versions table=$work/table.md s
+    machine="$(nproc) cores ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)), $(awk '/MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM, $(. /etc/os-release && echo "$PRETTY_NAME"), kernel $(uname -r)"
+    versions="$(cat "$work/versions" 2>/dev/null || echo unknown)"
+    for s in "${size_list[@]}"; do
+        [[ -f $work/run-$s/results.tsv ]] || { echo "bench/run.sh: no results for size $s in $work" >&2; exit 1; }
+    done
+    python3 bench/report.py --machine "$machine" --versions "$versions" \
+        $(for s in "${size_list[@]}"; do echo "$s=$work/run-$s/results.tsv"; done) >"$table"
+    cat "$table"
+    if [[ $doc == yes ]]; then
+        python3 bench/report.py --splice docs/benchmarks.md "$table"
+        echo "(written into docs/benchmarks.md)" >&2
+    fi
+}
+if [[ $report_only == yes ]]; then
+    render
+    exit 0
+fi
 
 log() { printf '\n\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { echo "bench/run.sh: $*" >&2; exit 1; }
@@ -160,7 +185,16 @@ measure() {
     t=$run/logs/$key.time
     printf '  %-22s ' "$key" >&2
     put "$key.loadavg" "$(cut -d' ' -f1 /proc/loadavg)"
-    if ! /usr/bin/time -f '%e %M %U %S' -o "$t" "$@" >"$run/logs/$key.log" 2>&1; then
+    # The output is kept with each line's elapsed time (per-phase timing).
+    local st=0
+    /usr/bin/time -f '%e %M %U %S' -o "$t" "$@" 2>&1 </dev/null | python3 -u -c '
+import sys, time
+t0 = time.monotonic()
+for line in sys.stdin:
+    for part in line.rstrip("\n").split("\r"):
+        if part.strip():
+            sys.stdout.write("%8.2f %s\n" % (time.monotonic() - t0, part))' >"$run/logs/$key.log" || st=$?
+    if ((st != 0)); then
         echo "FAILED" >&2
         tail -n 30 "$run/logs/$key.log" >&2
         die "$key failed (log: $run/logs/$key.log)"
@@ -181,6 +215,7 @@ run_size() {
     mkdir -p "$run/logs"
     results=$run/results.tsv
     : >"$results"
+    date -u '+%Y-%m-%d %H:%M UTC' >"$run/date"
 
     log "size ${s}x: image set (bench/make_set.py --scale $s)"
     local set=$work/set-$s stamp
@@ -296,19 +331,8 @@ EOF
     fi
 }
 
-date_utc=$(date -u '+%Y-%m-%d %H:%M UTC')
+echo "$ub_version (git $git_rev); $(skopeo --version); xz $(xz --version | sed -n '1s/.* //p'); zstd $(zstd --version | sed 's/.* v\([0-9.]*\).*/\1/'); $(dpkg-query -W -f='docker-registry ${Version}' docker-registry)" >"$work/versions"
 for s in "${size_list[@]}"; do
     run_size "$s"
 done
-
-# ------------------------------------------------------------------ report
-machine="$(nproc) cores ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)), $(awk '/MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo) RAM, $(. /etc/os-release && echo "$PRETTY_NAME"), kernel $(uname -r)"
-versions="$ub_version (git $git_rev); $(skopeo --version); xz $(xz --version | sed -n '1s/.* //p'); zstd $(zstd --version | sed 's/.* v\([0-9.]*\).*/\1/'); $(dpkg-query -W -f='docker-registry ${Version}' docker-registry)"
-table=$work/table.md
-python3 bench/report.py --date "$date_utc" --machine "$machine" --versions "$versions" \
-    $(for s in "${size_list[@]}"; do echo "$s=$work/run-$s/results.tsv"; done) >"$table"
-cat "$table"
-if [[ $doc == yes ]]; then
-    python3 bench/report.py --splice docs/benchmarks.md "$table"
-    echo "(written into docs/benchmarks.md)" >&2
-fi
+render
