@@ -11,9 +11,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read};
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::mpsc::sync_channel;
 
-use reqwest::blocking::Body;
+use bytes::Bytes;
+
 
 use crate::bundle::model::{BlobEntry, BlobKind, BundleManifest};
 use crate::bundle::reader::VerifyingRead;
@@ -297,9 +298,11 @@ impl<'a> Pusher<'a> {
         Ok(())
     }
 
-    /// Stream one blob: the archive is read on this thread, the PATCH runs on
-    /// another, connected by a small bounded channel (memory stays bounded). The
-    /// upload is finalized only if the reader verified the blob.
+    /// Stream one blob: the archive is read (decompressed, hashed) on this
+    /// thread in chunks of [`UPLOAD_CHUNK`]; another thread PATCHes each chunk
+    /// while the next is read, through a channel of one, so at most three
+    /// chunks are in memory. The upload is finalized only if the reader
+    /// verified the blob.
     fn upload_stream(
         &mut self,
         repo: &str,
@@ -310,26 +313,29 @@ impl<'a> Pusher<'a> {
         let loc = client
             .start_upload(repo)
             .map_err(Self::reg_err(format!("blob {}", blob.digest), repo))?;
-        let (tx, rx) = sync_channel::<io::Result<Vec<u8>>>(4);
-        let size = blob.size;
+        let (tx, rx) = sync_channel::<Bytes>(1);
         let (pump, patch) = std::thread::scope(|s| {
-            let h = s.spawn(|| {
-                client.patch_upload(repo, &loc, Body::sized(ChannelReader::new(rx), size))
+            let start = loc.clone();
+            let h = s.spawn(move || {
+                let mut loc = start;
+                let mut offset = 0u64;
+                for chunk in rx {
+                    let len = chunk.len() as u64;
+                    loc = client.patch_upload(repo, &loc, offset, chunk)?;
+                    offset += len;
+                }
+                Ok(loc)
             });
-            let mut buf = vec![0u8; 1 << 20];
             let pump: io::Result<()> = loop {
-                match reader.read(&mut buf) {
-                    Ok(0) => break Ok(()),
-                    Ok(n) => {
-                        if tx.send(Ok(buf[..n].to_vec())).is_err() {
+                match read_chunk(reader, UPLOAD_CHUNK) {
+                    Ok(chunk) if chunk.is_empty() => break Ok(()),
+                    Ok(chunk) => {
+                        if tx.send(Bytes::from(chunk)).is_err() {
                             // The upload side ended early; it reports why.
                             break Ok(());
                         }
                     }
-                    Err(e) => {
-                        let _ = tx.send(Err(io::Error::new(e.kind(), e.to_string())));
-                        break Err(e);
-                    }
+                    Err(e) => break Err(e),
                 }
             };
             drop(tx);
@@ -454,39 +460,14 @@ impl<'a> Pusher<'a> {
     }
 }
 
-/// The upload side of the channel: a `Read` over the chunks the pump sends.
-/// An error sent by the pump surfaces as a read error, aborting the request.
-struct ChannelReader {
-    rx: Receiver<io::Result<Vec<u8>>>,
-    buf: Vec<u8>,
-    pos: usize,
-}
+/// How much of a layer one PATCH carries. Large enough that per-request costs
+/// vanish, small enough that three in flight stay well inside load's memory
+/// budget.
+const UPLOAD_CHUNK: usize = 8 << 20;
 
-impl ChannelReader {
-    fn new(rx: Receiver<io::Result<Vec<u8>>>) -> ChannelReader {
-        ChannelReader {
-            rx,
-            buf: Vec::new(),
-            pos: 0,
-        }
-    }
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.pos == self.buf.len() {
-            match self.rx.recv() {
-                Ok(Ok(v)) => {
-                    self.buf = v;
-                    self.pos = 0;
-                }
-                Ok(Err(e)) => return Err(e),
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = out.len().min(self.buf.len() - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
+/// Read up to `max` bytes; fewer only at the end of the stream.
+fn read_chunk(r: &mut dyn VerifyingRead, max: usize) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(max);
+    (&mut *r).take(max as u64).read_to_end(&mut buf)?;
+    Ok(buf)
 }

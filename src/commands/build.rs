@@ -1,7 +1,6 @@
 //! `u7s-bundle build`: profile → plan → pull into the cache → one archive.
 
 use std::fs;
-use std::io::{BufWriter, Read, Write};
 
 use anyhow::{bail, Context, Result};
 use serde_json::json;
@@ -15,7 +14,7 @@ use crate::cli::{BuildArgs, CompressionArg};
 use u7s_bundle::bundle::assemble::{self, BlobData, BundleInfo};
 use u7s_bundle::bundle::compress::{Codec, EncodeOptions};
 use u7s_bundle::bundle::model::{MANIFEST_NAME, SIGNATURE_NAME};
-use u7s_bundle::bundle::writer::ArchiveWriter;
+use u7s_bundle::bundle::writer::{self, Content, Entry, Hooks};
 use u7s_bundle::cache::Cache;
 use u7s_bundle::fsutil::PendingFile;
 use u7s_bundle::progress::Progress;
@@ -167,53 +166,62 @@ pub fn run(args: BuildArgs) -> Result<()> {
     };
 
     // Write under a temporary name; rename only when complete.
-    let uncompressed: u64 = assembled.blobs.iter().map(|b| b.entry.size).sum();
-    let (pending, file) = PendingFile::create(&final_path)
-        .with_context(|| format!("creating a file in {}", args.output.display()))?;
-    let mut opts = EncodeOptions::for_arch(codec, args.level, jobs as u32, &arch);
-    opts.size_hint = Some(uncompressed);
-    let mut w = ArchiveWriter::new(BufWriter::with_capacity(1 << 20, file), opts, mtime)?;
-    w.add_bytes(MANIFEST_NAME, &bundle_json)?;
-    if let Some(sig) = &signature {
-        w.add_bytes(SIGNATURE_NAME, sig)?;
+    let mut entries = vec![Entry {
+        path: MANIFEST_NAME.into(),
+        content: Content::Bytes(bundle_json),
+    }];
+    if let Some(sig) = signature {
+        entries.push(Entry {
+            path: SIGNATURE_NAME.into(),
+            content: Content::Bytes(sig),
+        });
     }
-    w.add_bytes(&format!("{arch}/oci-layout"), &assembled.oci_layout)?;
-    w.add_bytes(&format!("{arch}/index.json"), &assembled.index_json)?;
+    entries.push(Entry {
+        path: format!("{arch}/oci-layout"),
+        content: Content::Bytes(assembled.oci_layout.clone()),
+    });
+    entries.push(Entry {
+        path: format!("{arch}/index.json"),
+        content: Content::Bytes(assembled.index_json.clone()),
+    });
+    for b in &assembled.blobs {
+        entries.push(Entry {
+            path: assembled.manifest.blob_path(&b.entry.digest),
+            content: match &b.data {
+                BlobData::Memory(bytes) => Content::Bytes(bytes.clone()),
+                BlobData::File(p) => Content::File {
+                    path: p.clone(),
+                    size: b.entry.size,
+                },
+            },
+        });
+    }
+    let uncompressed: u64 = assembled.blobs.iter().map(|b| b.entry.size).sum();
+    let (pending, mut file) = PendingFile::create(&final_path)
+        .with_context(|| format!("creating a file in {}", args.output.display()))?;
+    let opts = EncodeOptions::for_arch(codec, args.level, jobs as u32, &arch);
     let task = progress.bytes_task(
         &format!("Compressing ({:?})", codec).to_lowercase(),
         Some(uncompressed),
     );
-    for b in &assembled.blobs {
-        if interrupt::cancelled() {
-            return Err(interrupted());
-        }
-        let path = assembled.manifest.blob_path(&b.entry.digest);
-        match &b.data {
-            BlobData::Memory(bytes) => w.add_bytes(&path, bytes)?,
-            BlobData::File(p) => {
-                let f = fs::File::open(p)
-                    .with_context(|| format!("reading cached layer {}", p.display()))?;
-                w.add_reader(
-                    &path,
-                    b.entry.size,
-                    ProgressReader {
-                        inner: f,
-                        task: &task,
-                    },
-                )?;
-            }
-        }
-        task.inc(if matches!(b.data, BlobData::Memory(_)) {
-            b.entry.size
-        } else {
-            0
-        });
-    }
-    let mut out = w.finish().context("finishing the archive")?;
-    out.flush()?;
-    let file = out.into_inner().map_err(|e| e.into_error())?;
-    let archive_size = file.metadata()?.len();
+    let written = writer::write_archive(
+        &mut file,
+        &args.output,
+        entries,
+        opts,
+        mtime,
+        &Hooks {
+            progress: &|n| task.inc(n),
+            cancel: interrupt::flag(),
+        },
+    );
     drop(task);
+    let written = match written {
+        Ok(w) => w,
+        Err(_) if interrupt::cancelled() => return Err(interrupted()),
+        Err(e) => return Err(e).context("writing the archive"),
+    };
+    let archive_size = written.compressed;
     drop(file);
     pending
         .persist()
@@ -310,15 +318,3 @@ fn creation_time() -> (String, u64) {
     (s, secs.max(0) as u64)
 }
 
-struct ProgressReader<'a, R> {
-    inner: R,
-    task: &'a u7s_bundle::progress::Task,
-}
-
-impl<R: Read> Read for ProgressReader<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.task.inc(n as u64);
-        Ok(n)
-    }
-}
