@@ -136,6 +136,17 @@ pub enum CompressionArg {
     Zstd,
 }
 
+/// How `load` pushes layers.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerCompressionArg {
+    /// As they are in the bundle (uncompressed): nothing to recompress.
+    None,
+    /// gzip, level 6 (what every registry client reads).
+    Gzip,
+    /// zstd, level 3 (OCI layer type `tar+zstd`; CRI-O ≥ 1.22 reads it).
+    Zstd,
+}
+
 #[derive(Args, Debug)]
 pub struct BuildArgs {
     #[command(flatten)]
@@ -302,6 +313,12 @@ pub struct LoadArgs {
     /// Do not push the legacy name aliases (k8s-c10f2/… for c10f).
     #[arg(long)]
     pub no_legacy_names: bool,
+    /// Push layers compressed. By default they go as the bundle holds them,
+    /// uncompressed: fastest, and all CRI-O needs on a local registry.
+    /// Compressing changes the manifest digests (the configs and image IDs
+    /// stay); the signatures are made for the manifests as pushed.
+    #[arg(long, value_enum, value_name = "HOW", default_value = "none")]
+    pub layer_compression: LayerCompressionArg,
     /// Verify everything and report what would be pushed and written; write nothing.
     #[arg(long)]
     pub dry_run: bool,

@@ -10,15 +10,15 @@
 //! 4. tags.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::sync::mpsc::sync_channel;
 
 use bytes::Bytes;
 
-
 use crate::bundle::model::{BlobEntry, BlobKind, BundleManifest};
 use crate::bundle::reader::VerifyingRead;
-use crate::digest::Digest;
+use crate::digest::{Digest, HashingWriter};
+use crate::oci;
 use crate::reference::Reference;
 use crate::registry::{Client, Mount, RegistryError};
 
@@ -41,6 +41,52 @@ pub enum PushError {
     NotVerified { digest: Digest },
     #[error("{0} is needed but was not in the archive")]
     MissingSmallBlob(Digest),
+    #[error("manifest {digest}: {why}")]
+    Manifest { digest: Digest, why: String },
+}
+
+/// How layers go to the registry. The bundle holds them uncompressed (so the
+/// outer compressor sees across images); by default they are pushed as they
+/// are — nothing to recompress, and CRI-O reads them as well as any. Some
+/// registries or mirrors downstream want compressed layers: then each layer
+/// is compressed on the way, deterministically (same bytes, same digest, so
+/// a reload still finds it present), and the manifests are rewritten to
+/// point at the compressed blobs. The configs — and so the image IDs and
+/// the diff_ids CRI-O checks — do not change; the manifest digests (what
+/// gets signed) do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum LayerCompression {
+    #[default]
+    None,
+    Gzip,
+    Zstd,
+}
+
+impl LayerCompression {
+    /// The media type of a compressed `media_type` layer, or None when this
+    /// layer stays as it is (already compressed, or no compression asked).
+    fn compressed_type(self, media_type: &str) -> Option<&'static str> {
+        let oci = media_type == oci::OCI_LAYER;
+        let docker = media_type == oci::DOCKER_LAYER;
+        match self {
+            LayerCompression::None => None,
+            LayerCompression::Gzip if oci => Some(oci::OCI_LAYER_GZIP),
+            LayerCompression::Gzip if docker => Some(oci::DOCKER_LAYER_GZIP),
+            // Docker's manifest has no zstd layer type: such a layer (rare:
+            // bundles hold OCI manifests unless digests were preserved) goes
+            // as it is.
+            LayerCompression::Zstd if oci => Some(oci::OCI_LAYER_ZSTD),
+            _ => None,
+        }
+    }
+}
+
+/// A layer as pushed, when it was compressed on the way.
+#[derive(Clone, Debug)]
+struct PushedLayer {
+    digest: Digest,
+    size: u64,
+    media_type: &'static str,
 }
 
 /// One name an image is pushed under, and the bundle image it is.
@@ -111,6 +157,11 @@ pub struct Pusher<'a> {
     present: BTreeSet<(String, Digest)>,
     /// Manifests and configs, kept (verified) until the end.
     small: BTreeMap<Digest, Vec<u8>>,
+    compression: LayerCompression,
+    /// Bundle layer digest → the compressed blob pushed for it.
+    compressed: BTreeMap<Digest, PushedLayer>,
+    /// Per image: the manifest as pushed, when it differs from the bundle's.
+    rewritten: BTreeMap<usize, (Digest, Vec<u8>)>,
     pub stats: PushStats,
 }
 
@@ -120,6 +171,7 @@ impl<'a> Pusher<'a> {
         m: &'a BundleManifest,
         names: &'a [PushName],
         dry_run: bool,
+        compression: LayerCompression,
     ) -> Pusher<'a> {
         let mut need: BTreeMap<Digest, Vec<String>> = BTreeMap::new();
         for n in names {
@@ -138,6 +190,9 @@ impl<'a> Pusher<'a> {
             need,
             present: BTreeSet::new(),
             small: BTreeMap::new(),
+            compression,
+            compressed: BTreeMap::new(),
+            rewritten: BTreeMap::new(),
             stats: PushStats::default(),
         }
     }
@@ -227,6 +282,10 @@ impl<'a> Pusher<'a> {
     /// registry's blobs are content-addressed, so skipped bytes could change
     /// nothing — which makes reloading an already-loaded bundle take seconds.
     pub fn nothing_left_to_read(&mut self) -> Result<bool, PushError> {
+        if self.compression != LayerCompression::None {
+            // The compressed digests are known only by compressing.
+            return Ok(false);
+        }
         for img in &self.m.images {
             if !self.small.contains_key(&img.manifest) || !self.small.contains_key(&img.config) {
                 return Ok(false);
@@ -264,6 +323,11 @@ impl<'a> Pusher<'a> {
             return Ok(());
         }
         let repos = self.need.get(&blob.digest).cloned().unwrap_or_default();
+        if let Some(media_type) = self.compression.compressed_type(&blob.media_type) {
+            if !repos.is_empty() && !self.dry_run {
+                return self.on_layer_compressed(blob, reader, repos, media_type);
+            }
+        }
         let missing = if repos.is_empty() {
             vec![]
         } else {
@@ -274,17 +338,29 @@ impl<'a> Pusher<'a> {
             io::copy(reader, &mut io::sink()).map_err(arch_err)?;
             return Ok(());
         }
+        self.upload_and_mount(&blob.digest, blob.size, &missing, reader)
+    }
+
+    /// Upload `size` bytes of `digest` from `reader` into the first of
+    /// `missing`, then mount it into the others.
+    fn upload_and_mount(
+        &mut self,
+        digest: &Digest,
+        size: u64,
+        missing: &[String],
+        reader: &mut dyn VerifyingRead,
+    ) -> Result<(), PushError> {
         let first = missing[0].clone();
-        self.upload_stream(&first, blob, reader)?;
-        self.present.insert((first.clone(), blob.digest.clone()));
+        self.upload_stream(&first, digest, reader)?;
+        self.present.insert((first.clone(), digest.clone()));
         self.stats.blobs_uploaded += 1;
-        self.stats.bytes_uploaded += blob.size;
+        self.stats.bytes_uploaded += size;
         let rest: Vec<String> = missing[1..].to_vec();
         if !rest.is_empty() {
-            let left = self.mount_everywhere(&blob.digest, &rest, Some(&first))?;
+            let left = self.mount_everywhere(digest, &rest, Some(&first))?;
             if let Some(r) = left.first() {
                 return Err(PushError::Registry {
-                    what: format!("blob {}", blob.digest),
+                    what: format!("blob {digest}"),
                     repo: r.clone(),
                     source: Box::new(RegistryError::Status {
                         method: reqwest::Method::POST,
@@ -298,6 +374,85 @@ impl<'a> Pusher<'a> {
         Ok(())
     }
 
+    /// Compress a layer into an anonymous temporary file (its digest is known
+    /// only at the end), then push that unless the registry has it already.
+    fn on_layer_compressed(
+        &mut self,
+        blob: &BlobEntry,
+        reader: &mut dyn VerifyingRead,
+        repos: Vec<String>,
+        media_type: &'static str,
+    ) -> Result<(), PushError> {
+        let arch_err = |source| PushError::Archive {
+            digest: blob.digest.clone(),
+            source,
+        };
+        let spill = tempfile::tempfile().map_err(arch_err)?;
+        let (mut spill, digest, size) =
+            compress_layer(reader, spill, self.compression).map_err(arch_err)?;
+        if !reader.verified() {
+            return Err(PushError::NotVerified {
+                digest: blob.digest.clone(),
+            });
+        }
+        self.compressed.insert(
+            blob.digest.clone(),
+            PushedLayer {
+                digest: digest.clone(),
+                size,
+                media_type,
+            },
+        );
+        let missing = self.mount_everywhere(&digest, &repos, None)?;
+        if missing.is_empty() {
+            return Ok(());
+        }
+        spill.seek(SeekFrom::Start(0)).map_err(arch_err)?;
+        self.upload_and_mount(&digest, size, &missing, &mut Hashed(spill))
+    }
+
+    /// The manifest of image `i` as pushed: its digest.
+    pub fn manifest_digest(&self, i: usize) -> &Digest {
+        match self.rewritten.get(&i) {
+            Some((d, _)) => d,
+            None => &self.m.images[i].manifest,
+        }
+    }
+
+    /// The manifest of image `i` as pushed: digest and bytes.
+    fn manifest_of(&self, i: usize) -> Result<(Digest, &[u8]), PushError> {
+        if let Some((d, b)) = self.rewritten.get(&i) {
+            return Ok((d.clone(), b));
+        }
+        let img = &self.m.images[i];
+        self.small
+            .get(&img.manifest)
+            .map(|b| (img.manifest.clone(), b.as_slice()))
+            .ok_or_else(|| PushError::MissingSmallBlob(img.manifest.clone()))
+    }
+
+    /// Point manifests at the compressed layers (after the archive verified).
+    fn rewrite_manifests(&mut self) -> Result<(), PushError> {
+        if self.compressed.is_empty() {
+            return Ok(());
+        }
+        for (i, img) in self.m.images.iter().enumerate() {
+            if !img.layers.iter().any(|l| self.compressed.contains_key(l)) {
+                continue;
+            }
+            let bytes = self
+                .small
+                .get(&img.manifest)
+                .ok_or_else(|| PushError::MissingSmallBlob(img.manifest.clone()))?;
+            let new = rewrite_layers(bytes, &self.compressed).map_err(|e| PushError::Manifest {
+                digest: img.manifest.clone(),
+                why: e.to_string(),
+            })?;
+            self.rewritten.insert(i, (Digest::of(&new), new));
+        }
+        Ok(())
+    }
+
     /// Stream one blob: the archive is read (decompressed, hashed) on this
     /// thread in chunks of [`UPLOAD_CHUNK`]; another thread PATCHes each chunk
     /// while the next is read, through a channel of one, so at most three
@@ -306,13 +461,13 @@ impl<'a> Pusher<'a> {
     fn upload_stream(
         &mut self,
         repo: &str,
-        blob: &BlobEntry,
+        digest: &Digest,
         reader: &mut dyn VerifyingRead,
     ) -> Result<(), PushError> {
         let client = self.client;
         let loc = client
             .start_upload(repo)
-            .map_err(Self::reg_err(format!("blob {}", blob.digest), repo))?;
+            .map_err(Self::reg_err(format!("blob {digest}"), repo))?;
         let (tx, rx) = sync_channel::<Bytes>(1);
         let (pump, patch) = std::thread::scope(|s| {
             let start = loc.clone();
@@ -347,22 +502,22 @@ impl<'a> Pusher<'a> {
         };
         if let Err(e) = pump {
             return cancel(PushError::Archive {
-                digest: blob.digest.clone(),
+                digest: digest.clone(),
                 source: e,
             });
         }
         let next = match patch {
             Ok(n) => n,
-            Err(e) => return cancel(Self::reg_err(format!("blob {}", blob.digest), repo)(e)),
+            Err(e) => return cancel(Self::reg_err(format!("blob {digest}"), repo)(e)),
         };
         if !reader.verified() {
             return cancel(PushError::NotVerified {
-                digest: blob.digest.clone(),
+                digest: digest.clone(),
             });
         }
         client
-            .finish_upload(repo, &next, &blob.digest)
-            .map_err(Self::reg_err(format!("blob {}", blob.digest), repo))
+            .finish_upload(repo, &next, digest)
+            .map_err(Self::reg_err(format!("blob {digest}"), repo))
     }
 
     /// After the archive verified: configs into every repository, then each
@@ -371,6 +526,7 @@ impl<'a> Pusher<'a> {
         if self.dry_run {
             return Ok(());
         }
+        self.rewrite_manifests()?;
         let names = self.names;
         for n in names {
             let img = &self.m.images[n.image];
@@ -401,30 +557,21 @@ impl<'a> Pusher<'a> {
                 self.stats.blobs_uploaded += 1;
                 self.stats.bytes_uploaded += config.len() as u64;
             }
-            let manifest = self
-                .small
-                .get(&img.manifest)
-                .ok_or_else(|| PushError::MissingSmallBlob(img.manifest.clone()))?;
+            let (digest, manifest) = self.manifest_of(n.image)?;
             let exists = self
                 .client
-                .head_manifest(&n.repository, &img.manifest.to_string())
-                .map_err(Self::reg_err(
-                    format!("manifest {}", img.manifest),
-                    &n.repository,
-                ))?
+                .head_manifest(&n.repository, &digest.to_string())
+                .map_err(Self::reg_err(format!("manifest {digest}"), &n.repository))?
                 .is_some();
             if !exists {
                 self.client
                     .put_manifest(
                         &n.repository,
-                        &img.manifest.to_string(),
+                        &digest.to_string(),
                         manifest,
                         &img.manifest_media_type,
                     )
-                    .map_err(Self::reg_err(
-                        format!("manifest {}", img.manifest),
-                        &n.repository,
-                    ))?;
+                    .map_err(Self::reg_err(format!("manifest {digest}"), &n.repository))?;
                 self.stats.manifests_pushed += 1;
             }
         }
@@ -439,7 +586,8 @@ impl<'a> Pusher<'a> {
                 .client
                 .head_manifest(&n.repository, &n.tag)
                 .map_err(Self::reg_err(format!("tag {}", n.tag), &n.repository))?;
-            if current.as_ref() == Some(&img.manifest) {
+            let (digest, manifest) = self.manifest_of(n.image)?;
+            if current.as_ref() == Some(&digest) {
                 self.stats.tags_unchanged += 1;
                 continue;
             }
@@ -447,10 +595,6 @@ impl<'a> Pusher<'a> {
                 self.stats.tags_set += 1;
                 continue;
             }
-            let manifest = self
-                .small
-                .get(&img.manifest)
-                .ok_or_else(|| PushError::MissingSmallBlob(img.manifest.clone()))?;
             self.client
                 .put_manifest(&n.repository, &n.tag, manifest, &img.manifest_media_type)
                 .map_err(Self::reg_err(format!("tag {}", n.tag), &n.repository))?;
@@ -458,6 +602,76 @@ impl<'a> Pusher<'a> {
         }
         Ok(())
     }
+}
+
+/// Compress `r` into `file` as `how` says; returns the file and the digest
+/// and size of what was written. Deterministic: one thread, fixed level, no
+/// timestamp, so the same layer always gives the same blob.
+fn compress_layer(
+    r: &mut dyn Read,
+    file: std::fs::File,
+    how: LayerCompression,
+) -> io::Result<(std::fs::File, Digest, u64)> {
+    let sink = HashingWriter::new(io::BufWriter::with_capacity(1 << 20, file));
+    let sink = match how {
+        LayerCompression::Gzip => {
+            // The level `gzip` and containers/image use by default.
+            let mut e = flate2::write::GzEncoder::new(sink, flate2::Compression::new(6));
+            io::copy(r, &mut e)?;
+            e.finish()?
+        }
+        LayerCompression::Zstd => {
+            let mut e = zstd::stream::write::Encoder::new(sink, 3)?;
+            io::copy(r, &mut e)?;
+            e.finish()?
+        }
+        LayerCompression::None => unreachable!("only compressed layers come here"),
+    };
+    let (buffered, digest, len) = sink.finish();
+    let file = buffered.into_inner().map_err(|e| e.into_error())?;
+    Ok((file, digest, len))
+}
+
+/// A compressed layer in its temporary file: hashed while it was written, so
+/// its digest is known before the upload starts.
+struct Hashed(std::fs::File);
+
+impl Read for Hashed {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl VerifyingRead for Hashed {
+    fn verified(&self) -> bool {
+        true
+    }
+}
+
+/// `manifest` with each layer found in `pushed` replaced by its compressed
+/// blob (digest, size, media type); everything else kept.
+fn rewrite_layers(
+    manifest: &[u8],
+    pushed: &BTreeMap<Digest, PushedLayer>,
+) -> Result<Vec<u8>, serde_json::Error> {
+    let mut v: serde_json::Value = serde_json::from_slice(manifest)?;
+    if let Some(layers) = v.get_mut("layers").and_then(|l| l.as_array_mut()) {
+        for l in layers {
+            let Some(d) = l
+                .get("digest")
+                .and_then(|d| d.as_str())
+                .and_then(|d| d.parse::<Digest>().ok())
+            else {
+                continue;
+            };
+            if let Some(p) = pushed.get(&d) {
+                l["digest"] = p.digest.to_string().into();
+                l["size"] = p.size.into();
+                l["mediaType"] = p.media_type.into();
+            }
+        }
+    }
+    serde_json::to_vec(&v)
 }
 
 /// How much of a layer one PATCH carries. Large enough that per-request costs

@@ -644,3 +644,71 @@ fn a_second_load_waits_for_the_lock() {
     stdout_ok(&out);
     assert_eq!(s.target.tags("c10f/pause"), vec!["3.9".to_string()]);
 }
+
+/// `--layer-compression gzip|zstd`: layers go compressed, manifests point at
+/// the compressed blobs, configs (image IDs) stay, the signatures are for the
+/// manifests as pushed, and a reload compresses to the same blobs so it
+/// uploads and signs nothing.
+#[test]
+fn layer_compression_pushes_compressed_layers_that_verify() {
+    let s = Site::new();
+    let policy = s.p("etc/containers/policy.json");
+    for (how, media_type, magic) in [
+        (
+            "gzip",
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            &[0x1f, 0x8b][..],
+        ),
+        (
+            "zstd",
+            "application/vnd.oci.image.layer.v1.tar+zstd",
+            &[0x28, 0xb5, 0x2f, 0xfd][..],
+        ),
+    ] {
+        let key = s.signer_key.to_str().unwrap();
+        let args = ["--sign-key", key, "--layer-compression", how, "--json"];
+        let first: Value = serde_json::from_str(&stdout_ok(&s.load(&s.archive, &args))).unwrap();
+        assert!(
+            first["push"]["blobs_uploaded"].as_u64().unwrap() > 0,
+            "{first}"
+        );
+        for name in SET {
+            let m: Value = serde_json::from_slice(&s.target.manifest(name).unwrap()).unwrap();
+            let repo = name.split(':').next().unwrap();
+            for l in m["layers"].as_array().unwrap() {
+                assert_eq!(l["mediaType"], media_type, "{how}: {name}");
+                let blob = s.target.blob(repo, l["digest"].as_str().unwrap()).unwrap();
+                assert!(blob.starts_with(magic), "{how}: {name}: not {how} data");
+                assert_eq!(blob.len() as u64, l["size"].as_u64().unwrap());
+            }
+            for n in [name.to_string(), legacy(name)] {
+                assert_success(&s.skopeo_pull(&n, &policy), &format!("{how}: skopeo {n}"));
+            }
+            // The manifest pushed is the one reported.
+            let digest = s.target.manifest_digest(name).unwrap();
+            let reported = first["images"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| i["name"] == format!("{}/{name}", s.target.addr))
+                .unwrap_or_else(|| panic!("{name} in {first}"));
+            assert_eq!(reported["digest"], digest);
+        }
+        let again: Value = serde_json::from_str(&stdout_ok(&s.load(&s.archive, &args))).unwrap();
+        assert_eq!(again["push"]["blobs_uploaded"], 0, "{how} reload: {again}");
+        assert_eq!(again["push"]["tags_set"], 0, "{how} reload: {again}");
+        assert_eq!(again["signatures"]["written"], 0, "{how} reload: {again}");
+    }
+    // The images keep their configs: the same image IDs as an uncompressed load.
+    let gz_config = {
+        let m: Value = serde_json::from_slice(&s.target.manifest(SET[0]).unwrap()).unwrap();
+        m["config"]["digest"].clone()
+    };
+    stdout_ok(&s.load_with_key());
+    let m: Value = serde_json::from_slice(&s.target.manifest(SET[0]).unwrap()).unwrap();
+    assert_eq!(m["config"]["digest"], gz_config);
+    assert_eq!(
+        m["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar"
+    );
+}

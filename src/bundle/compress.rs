@@ -14,6 +14,10 @@ pub enum Codec {
 /// zstd window: 2^27 = 128 MiB, enough to see the redundancy between the images
 /// of a kubernetes set. Decoders must allow at least this (`window_log_max`).
 pub const ZSTD_WINDOW_LOG: u32 = 27;
+/// zstd level unless `--level` says otherwise.
+pub const ZSTD_DEFAULT_LEVEL: u32 = 12;
+/// Hash and chain table size (log2 entries) at the default level.
+const ZSTD_TABLE_LOG: u32 = 25;
 /// Largest zstd window a bundle may use: refuse absurd memory demands on load.
 pub const ZSTD_WINDOW_LOG_MAX: u32 = 31;
 
@@ -94,18 +98,27 @@ impl<W: Write> Encoder<W> {
                 if opts.x86_filter {
                     filters.x86();
                 }
-                filters.lzma2(
-                    &LzmaOptions::new_preset(opts.xz_level()).map_err(io::Error::other)?,
-                );
-                let stream = Stream::new_stream_encoder(&filters, Check::Crc64)
-                    .map_err(io::Error::other)?;
+                filters.lzma2(&LzmaOptions::new_preset(opts.xz_level()).map_err(io::Error::other)?);
+                let stream =
+                    Stream::new_stream_encoder(&filters, Check::Crc64).map_err(io::Error::other)?;
                 Ok(Encoder::Xz(liblzma::write::XzEncoder::new_stream(
                     w, stream,
                 )))
             }
             Codec::Zstd => {
-                let level = opts.level.unwrap_or(12).clamp(1, 22) as i32;
+                let level = opts.level.unwrap_or(ZSTD_DEFAULT_LEVEL).clamp(1, 22) as i32;
                 let mut e = zstd::stream::write::Encoder::new(w, level)?;
+                if opts.level.is_none() {
+                    // Level 12 sizes its match tables for an 8 MiB window; with
+                    // a 128 MiB one most of the window is out of their reach.
+                    // Tables of 2^25 find the matches between the images'
+                    // binaries: on a 300 MB kubernetes-like set the archive
+                    // was 15% smaller for 18% more CPU (2^26 gained 0.3% more
+                    // for another 14%). Costs ~400 MB more memory when
+                    // compressing; decompressing is unchanged.
+                    e.set_parameter(zstd::zstd_safe::CParameter::HashLog(ZSTD_TABLE_LOG))?;
+                    e.set_parameter(zstd::zstd_safe::CParameter::ChainLog(ZSTD_TABLE_LOG))?;
+                }
                 // Always multithread (even with 1 worker) so the output does not
                 // depend on the thread count.
                 e.multithread(opts.threads.max(1))?;

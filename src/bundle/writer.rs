@@ -40,7 +40,10 @@ pub struct Entry {
 pub enum Content {
     Bytes(Vec<u8>),
     /// A file of exactly `size` bytes (a verified blob in the cache).
-    File { path: PathBuf, size: u64 },
+    File {
+        path: PathBuf,
+        size: u64,
+    },
 }
 
 impl Content {
@@ -162,13 +165,15 @@ fn write_parts(
                 })
             })
             .collect();
-        let head =
-            compress_range(&mut *out, segments, first, opts, hooks, stop).map(|_| None);
+        let head = compress_range(&mut *out, segments, first, opts, hooks, stop).map(|_| None);
         if head.is_err() {
             stop.store(true, Ordering::Relaxed);
         }
         std::iter::once(head)
-            .chain(rest.into_iter().map(|h| h.join().expect("compression thread")))
+            .chain(
+                rest.into_iter()
+                    .map(|h| h.join().expect("compression thread")),
+            )
             .collect()
     });
     // Report the failure that stopped the others, not their stopping.
@@ -318,7 +323,11 @@ impl Read for RangeReader<'_> {
                     f.seek(SeekFrom::Start(within))?;
                     self.open = Some(f);
                 }
-                let n = self.open.as_mut().expect("opened above").read(&mut buf[..want])?;
+                let n = self
+                    .open
+                    .as_mut()
+                    .expect("opened above")
+                    .read(&mut buf[..want])?;
                 if n == 0 {
                     return Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
@@ -344,7 +353,9 @@ mod tests {
     use crate::bundle::compress::decoder;
 
     fn entries(dir: &Path) -> Vec<Entry> {
-        let big: Vec<u8> = (0..700_000u32).flat_map(|i| (i % 4093).to_le_bytes()).collect();
+        let big: Vec<u8> = (0..700_000u32)
+            .flat_map(|i| (i % 4093).to_le_bytes())
+            .collect();
         let p = dir.join("blob");
         std::fs::write(&p, &big).unwrap();
         vec![
@@ -380,9 +391,21 @@ mod tests {
         let segs = layout(entries(dir), 1_700_000_000).unwrap();
         let total = segs.iter().map(Segment::len).sum();
         let mut out = tempfile::tempfile_in(dir).unwrap();
-        let w = write_parts(&mut out, dir, &segs, total, parts.unwrap_or(1), opts, &hooks)
-            .unwrap();
-        assert_eq!(done.load(Ordering::Relaxed), total, "progress saw every byte");
+        let w = write_parts(
+            &mut out,
+            dir,
+            &segs,
+            total,
+            parts.unwrap_or(1),
+            opts,
+            &hooks,
+        )
+        .unwrap();
+        assert_eq!(
+            done.load(Ordering::Relaxed),
+            total,
+            "progress saw every byte"
+        );
         out.seek(SeekFrom::Start(0)).unwrap();
         let mut bytes = Vec::new();
         out.read_to_end(&mut bytes).unwrap();
@@ -416,7 +439,10 @@ mod tests {
         let a = untar(&one);
         assert_eq!(a, untar(&three));
         let names: Vec<_> = a.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, ["bundle.json", "amd64/blobs/sha256/aa", "amd64/index.json"]);
+        assert_eq!(
+            names,
+            ["bundle.json", "amd64/blobs/sha256/aa", "amd64/index.json"]
+        );
         assert_eq!(a[1].1.len(), 2_800_000);
         // Three stream headers in the file.
         let magic = [0xFD, b'7', b'z', b'X', b'Z', 0x00];
@@ -428,9 +454,16 @@ mod tests {
             .arg(format!("xz -dc {} | tar tvf -", f.display()))
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let listing = String::from_utf8_lossy(&out.stdout);
-        assert!(listing.contains("2800000") && listing.contains("amd64/index.json"), "{listing}");
+        assert!(
+            listing.contains("2800000") && listing.contains("amd64/index.json"),
+            "{listing}"
+        );
     }
 
     #[test]

@@ -317,4 +317,3 @@ fn creation_time() -> (String, u64) {
         .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into());
     (s, secs.max(0) as u64)
 }
-

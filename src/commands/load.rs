@@ -12,13 +12,13 @@ use serde_json::json;
 
 use super::verify::{check_layout, check_signature};
 use super::{print_json, registry_client, trusted_keys, Exit};
-use crate::cli::LoadArgs;
+use crate::cli::{LayerCompressionArg, LoadArgs};
 use u7s_bundle::bundle::model::BlobKind;
 use u7s_bundle::bundle::reader::{self, Entry};
 use u7s_bundle::bundle::BundleManifest;
 use u7s_bundle::digest::Digest;
 use u7s_bundle::progress::Progress;
-use u7s_bundle::push::{push_names, PushName, Pusher};
+use u7s_bundle::push::{push_names, LayerCompression, PushName, Pusher};
 use u7s_bundle::sign::{self, ImageSigner};
 use u7s_bundle::trust;
 use u7s_bundle::{fsutil, interrupt};
@@ -102,6 +102,11 @@ pub fn run(args: LoadArgs) -> Result<()> {
     let mut pusher: Option<Pusher> = None;
     let mut index_json: Option<Vec<u8>> = None;
     let legacy_names = !args.no_legacy_names;
+    let layer_compression = match args.layer_compression {
+        LayerCompressionArg::None => LayerCompression::None,
+        LayerCompressionArg::Gzip => LayerCompression::Gzip,
+        LayerCompressionArg::Zstd => LayerCompression::Zstd,
+    };
     // The pusher borrows the manifest and names; both are set once, in the
     // header callback, and live in `holder` for the rest of the read.
     let holder: std::cell::OnceCell<(BundleManifest, Vec<PushName>)> = std::cell::OnceCell::new();
@@ -137,7 +142,8 @@ pub fn run(args: LoadArgs) -> Result<()> {
             )));
         }
         let (m, n) = holder.get().expect("header checked");
-        let p = pusher.get_or_insert_with(|| Pusher::new(&client, m, n, args.dry_run));
+        let p = pusher
+            .get_or_insert_with(|| Pusher::new(&client, m, n, args.dry_run, layer_compression));
         match entry {
             Entry::LayoutFile { path, data } => {
                 if path == "index.json" {
@@ -184,15 +190,19 @@ pub fn run(args: LoadArgs) -> Result<()> {
         check_layout(m, index_json.as_deref().unwrap_or_default())
             .map_err(|why| Exit::Verification(format!("{}: {why}", args.archive.display())))?;
     }
-    let mut pusher = pusher.unwrap_or_else(|| Pusher::new(&client, m, n, args.dry_run));
+    let mut pusher =
+        pusher.unwrap_or_else(|| Pusher::new(&client, m, n, args.dry_run, layer_compression));
 
     // Manifests by digest, then signatures, then tags.
     pusher.push_manifests().context("pushing manifests")?;
     let registry = client.host().to_string();
+    let digests: Vec<Digest> = (0..m.images.len())
+        .map(|i| pusher.manifest_digest(i).clone())
+        .collect();
     let sig_stats = sign_all(
         signer.as_ref(),
         &registry,
-        m,
+        &digests,
         n,
         &args.sigstore_dir,
         args.dry_run,
@@ -228,7 +238,7 @@ pub fn run(args: LoadArgs) -> Result<()> {
 
     let images: Vec<_> = n
         .iter()
-        .map(|p| json!({"name": p.identity(&registry), "digest": m.images[p.image].manifest}))
+        .map(|p| json!({"name": p.identity(&registry), "digest": digests[p.image]}))
         .collect();
     if args.json {
         print_json(&json!({
@@ -306,7 +316,7 @@ struct SignStats {
 fn sign_all(
     signer: &dyn ImageSigner,
     registry: &str,
-    m: &BundleManifest,
+    digests: &[Digest],
     names: &[PushName],
     sigstore: &Path,
     dry_run: bool,
@@ -315,7 +325,7 @@ fn sign_all(
     let own = sign::keys::load_keyring_bytes(&signer.public_key_bytes()?)?;
     let created = time::OffsetDateTime::now_utc().unix_timestamp();
     for n in names {
-        let digest: &Digest = &m.images[n.image].manifest;
+        let digest: &Digest = &digests[n.image];
         let identity = n.identity(registry);
         let existing =
             trust::lookaside::read_signatures(sigstore, &n.repository, &digest.lookaside_form())
