@@ -1249,9 +1249,7 @@ fn proxy_one(st: &ProxyState, mut client: TcpStream) -> std::io::Result<()> {
             left -= n as u64;
         }
         log(true);
-        let body = format!(
-            "{{\"errors\":[{{\"code\":\"UNAVAILABLE\",\"message\":\"injected by the test proxy\",\"detail\":null}}]}}"
-        );
+        let body = r#"{"errors":[{"code":"UNAVAILABLE","message":"injected by the test proxy","detail":null}]}"#;
         let reason = if status == 503 {
             "Service Unavailable"
         } else {
