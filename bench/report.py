@@ -103,9 +103,23 @@ def render(args):
         w("| signature files after load + reload | %d | %d | | %d | |" % (
             g("podsec.signatures", 0), g("ours.xz.signatures", 0), g("ours.zstd.signatures", 0)))
         w("")
+        if g("ours.lc_gzip.load.wall") is not None:
+            w("Load of the zstd bundle with layers compressed on the way (`--layer-compression`; "
+              "podsec's load compresses every layer with gzip):")
+            w("")
+            w("| | load wall, s | load / podsec load | load CPU, s | load peak RSS, MiB | reload wall, s |")
+            w("|---|---:|---:|---:|---:|---:|")
+            for lc in ("gzip", "zstd"):
+                k = "ours.lc_%s." % lc
+                if g(k + "load.wall") is None:
+                    continue
+                w("| `--layer-compression %s` | %.1f | %.2f× | %.1f | %.0f | %.1f |" % (
+                    lc, g(k + "load.wall"), ratio(g(k + "load.wall"), g("podsec.load.wall")),
+                    g(k + "load.cpu", 0), mib_rss(g(k + "load.rss", 0)), g(k + "reload.wall", 0)))
+            w("")
         w("podsec build: `xz -9` alone took %.1f s of it (peak RSS %.0f MiB); the archive is "
           "`tar c amd64` of a %.0f MB OCI layout. Reference compressors on that same tar: "
-          "`zstd -12 --long=27 -T%d` %.1f s, %.1f MB, %.0f MiB RSS; `xz -9 -T%d` says it needs "
+          "`zstd -12 --long=27 --zstd=hlog=25,clog=25 -T%d` (our settings) %.1f s, %.1f MB, %.0f MiB RSS; `xz -9 -T%d` says it needs "
           "up to %.0f MiB." % (
               g("podsec.xz.wall", 0), mib_rss(g("podsec.xz.rss", 0)), mb(g("podsec.tar", 0)),
               os.cpu_count(), g("ref.zstd.wall", 0), mb(g("ref.zstd.size", 0)),

@@ -298,7 +298,7 @@ EOF
     cores=$(nproc)
     put ref.xz_mt.mib "$(xz -9 -T"$cores" -vv </dev/null 2>&1 >/dev/null | sed -n 's/^xz: \([0-9,]*\) MiB of memory is required.*/\1/p' | tr -d ,)"
     xz -dc "$p/amd64.tar.xz" >"$run/set.tar"
-    measure ref.zstd zstd -q -12 --long=27 -T"$cores" -f "$run/set.tar" -o "$run/set.tar.zst"
+    measure ref.zstd zstd -q -12 --long=27 --zstd=hlog=25,clog=25 -T"$cores" -f "$run/set.tar" -o "$run/set.tar.zst"
     put ref.zstd.size "$(stat -c %s "$run/set.tar.zst")"
     rm -f "$run/set.tar" "$run/set.tar.zst"
 
@@ -324,6 +324,19 @@ EOF
         measure "ours.$c.load" "$ub" "${args[@]}"
         measure "ours.$c.reload" "$ub" "${args[@]}"
         put "ours.$c.signatures" "$(find "$t/sigstore" -name 'signature-*' | wc -l)"
+    done
+    # The zstd bundle again, into fresh registries, with layers compressed on
+    # the way (--layer-compression), as podsec's load compresses them.
+    local lc
+    for lc in gzip zstd; do
+        start_reg "$run/reg-ours-lc-$lc"; dst=$addr
+        local t=$run/trust-lc-$lc
+        local args=(load "$archive" --registry "$dst" --plain-http --keyring "$keys/builder.pgp"
+            --sign-key "$keys/imagemaker.key" --sigstore-dir "$t/sigstore" --keys-dir "$t/keys"
+            --policy "$t/policy.json" --registries-d "$t/registries.d" --lookaside-url "file://$t/sigstore"
+            --layer-compression "$lc")
+        measure "ours.lc_$lc.load" "$ub" "${args[@]}"
+        measure "ours.lc_$lc.reload" "$ub" "${args[@]}"
     done
     stop_regs
     if [[ $keep != yes ]]; then
