@@ -130,6 +130,30 @@ fn is_simple_name(s: &str) -> bool {
         && !s.starts_with('.')
 }
 
+/// A one-line human-readable value (`created`, `tool`, `source`): shown by
+/// `inspect` and in messages before the signature is checked, so it must not
+/// carry terminal control sequences or newlines.
+fn is_display_text(s: &str, max: usize) -> bool {
+    s.len() <= max && !s.chars().any(char::is_control)
+}
+
+/// `type/subtype[+suffix]` in RFC 6838's restricted-name characters: it becomes
+/// a `Content-Type` header on push.
+fn is_media_type(s: &str) -> bool {
+    let ok = |part: &str| {
+        !part.is_empty()
+            && part.len() <= 127
+            && part.bytes().all(|b| {
+                b.is_ascii_alphanumeric()
+                    || matches!(
+                        b,
+                        b'!' | b'#' | b'$' | b'&' | b'-' | b'^' | b'_' | b'.' | b'+'
+                    )
+            })
+    };
+    matches!(s.split_once('/'), Some((t, sub)) if ok(t) && ok(sub))
+}
+
 impl BundleManifest {
     /// Strict parse + validation.
     pub fn parse(bytes: &[u8]) -> Result<BundleManifest, ModelError> {
@@ -167,6 +191,30 @@ impl BundleManifest {
         if !reference::is_valid_repository(&self.platform) || self.platform.contains('/') {
             return bad(format!("platform {:?} is not a plain name", self.platform));
         }
+        for a in &self.platform_aliases {
+            if !reference::is_valid_repository(a) || a.contains('/') {
+                return bad(format!("platform alias {a:?} is not a plain name"));
+            }
+        }
+        // Tags: they end up in image names, kubeadm's configuration and the
+        // environment of podsec's wrapper.
+        for (what, v) in [
+            ("kube_version", &self.kube_version),
+            ("flannel_tag", &self.flannel_tag),
+            ("flannel_cni_plugin_tag", &self.flannel_cni_plugin_tag),
+        ] {
+            if let Some(v) = v {
+                if !reference::is_valid_tag(v) {
+                    return bad(format!("{what} {v:?} is not a valid tag"));
+                }
+            }
+        }
+        if !is_simple_name(&self.profile) {
+            return bad(format!("profile {:?} is not a plain name", self.profile));
+        }
+        if !is_display_text(&self.created, 64) || !is_display_text(&self.tool, 128) {
+            return bad("created or tool is not one line of printable text".into());
+        }
         for p in &self.legacy_prefixes {
             if !reference::is_valid_repository(p) {
                 return bad(format!(
@@ -194,6 +242,12 @@ impl BundleManifest {
         }
         let mut blobs = BTreeSet::new();
         for b in &self.blobs {
+            if !is_media_type(&b.media_type) {
+                return bad(format!(
+                    "blob {}: media type {:?} is not valid",
+                    b.digest, b.media_type
+                ));
+            }
             if !blobs.insert(b.digest.clone()) {
                 return bad(format!("blob {} listed twice", b.digest));
             }
@@ -205,6 +259,15 @@ impl BundleManifest {
             if r.registry.is_some() || r.digest.is_some() || r.tag.is_none() {
                 return bad(format!(
                     "image name {:?} must be registry-relative with a tag (repo:tag)",
+                    img.name
+                ));
+            }
+            if !is_media_type(&img.manifest_media_type)
+                || !is_display_text(&img.source, 1024)
+                || !img.role.as_deref().is_none_or(is_simple_name)
+            {
+                return bad(format!(
+                    "image {:?}: its media type, source or role is not valid",
                     img.name
                 ));
             }
@@ -253,6 +316,208 @@ impl BundleManifest {
         match &self.kube_version {
             Some(v) => format!("{}-{}-{}", self.platform, v, arch),
             None => format!("{}-{}", self.platform, arch),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(n: u8) -> Digest {
+        Digest::of(&[n])
+    }
+
+    /// The smallest manifest that validates: one image, three blobs.
+    fn minimal() -> BundleManifest {
+        let file = |path: &str| FileEntry {
+            path: path.into(),
+            digest: d(9),
+            size: 1,
+        };
+        let blob = |n: u8, kind: BlobKind, media_type: &str| BlobEntry {
+            digest: d(n),
+            size: 1,
+            media_type: media_type.into(),
+            kind,
+        };
+        BundleManifest {
+            format: FORMAT.into(),
+            format_version: FORMAT_VERSION,
+            platform: "c10f".into(),
+            platform_aliases: vec!["k8s-c10f2".into()],
+            legacy_prefixes: vec!["k8s-c10f2".into()],
+            kube_version: Some("v1.26.9".into()),
+            arch: "amd64".into(),
+            variant: None,
+            profile: "c10f".into(),
+            flannel_tag: Some("v0.26.7".into()),
+            flannel_cni_plugin_tag: Some("v1.6.2-flannel1".into()),
+            created: "2026-01-01T00:00:00Z".into(),
+            tool: "u7s-bundle 0.1.0".into(),
+            layout: vec![file("oci-layout"), file("index.json")],
+            images: vec![ImageEntry {
+                name: "c10f/pause:3.9".into(),
+                role: Some("pause".into()),
+                source: "registry.altlinux.org/k8s-c10f2/pause:3.9".into(),
+                source_digest: d(1),
+                source_manifest_digest: d(1),
+                manifest: d(1),
+                manifest_media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+                config: d(2),
+                layers: vec![d(3)],
+                size: 3,
+                preserved: false,
+            }],
+            blobs: vec![
+                blob(
+                    1,
+                    BlobKind::Manifest,
+                    "application/vnd.oci.image.manifest.v1+json",
+                ),
+                blob(
+                    2,
+                    BlobKind::Config,
+                    "application/vnd.oci.image.config.v1+json",
+                ),
+                blob(3, BlobKind::Layer, "application/vnd.oci.image.layer.v1.tar"),
+            ],
+        }
+    }
+
+    fn json(m: &BundleManifest) -> String {
+        String::from_utf8(m.to_json()).unwrap()
+    }
+
+    #[test]
+    fn the_minimal_manifest_round_trips() {
+        let m = minimal();
+        assert_eq!(BundleManifest::parse(&m.to_json()).unwrap(), m);
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_at_every_level() {
+        let text = json(&minimal());
+        // Top level: a second `platform` after the first (last-wins would
+        // let an unsigned copy say one thing to a reader and another to us).
+        let top = text.replacen(
+            "\"platform\": \"c10f\",",
+            "\"platform\": \"c10f\",\n  \"platform\": \"p10\",",
+            1,
+        );
+        // Inside an image and inside a blob entry.
+        let image = text.replacen(
+            "\"name\": \"c10f/pause:3.9\",",
+            "\"name\": \"c10f/pause:3.9\",\n      \"name\": \"c10f/etcd:3.9\",",
+            1,
+        );
+        let blob = text.replacen("\"size\": 1,", "\"size\": 1,\n      \"size\": 2,", 1);
+        for (what, bad) in [("top", top), ("image", image), ("blob", blob)] {
+            assert_ne!(bad, text, "{what}: the edit applied");
+            let err = BundleManifest::parse(bad.as_bytes()).unwrap_err();
+            assert!(err.to_string().contains("duplicate field"), "{what}: {err}");
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        for depth in [200usize, 100_000] {
+            for field in ["platform_aliases", "layout", "unknown"] {
+                let text = json(&minimal()).replacen(
+                    "{",
+                    &format!(
+                        "{{\n  \"{field}\": {}0{},",
+                        "[".repeat(depth),
+                        "]".repeat(depth)
+                    ),
+                    1,
+                );
+                assert!(
+                    BundleManifest::parse(text.as_bytes()).is_err(),
+                    "{field} nested {depth} deep was accepted"
+                );
+            }
+        }
+        // The fixed shape means nothing is ever parsed deeply; a bare deep
+        // array is refused at its second bracket.
+        let deep = format!("{}{}", "[".repeat(1_000_000), "]".repeat(1_000_000));
+        assert!(BundleManifest::parse(deep.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn path_tricks_and_control_characters_are_refused() {
+        type Edit = fn(&mut BundleManifest);
+        let cases: Vec<(&str, Edit)> = vec![
+            ("name ../", |m| {
+                m.images[0].name = "c10f/../pause:3.9".into()
+            }),
+            ("absolute name", |m| {
+                m.images[0].name = "/c10f/pause:3.9".into()
+            }),
+            ("uppercase name", |m| {
+                m.images[0].name = "C10F/pause:3.9".into()
+            }),
+            ("newline in name", |m| {
+                m.images[0].name = "c10f/pause:3.9\n".into()
+            }),
+            ("name with registry", |m| {
+                m.images[0].name = "evil.example.org/c10f/pause:3.9".into()
+            }),
+            ("platform ..", |m| m.platform = "..".into()),
+            ("platform with /", |m| m.platform = "c10f/../../etc".into()),
+            ("uppercase platform", |m| m.platform = "C10F".into()),
+            ("arch ../", |m| m.arch = "../amd64".into()),
+            ("arch absolute", |m| m.arch = "/etc".into()),
+            ("variant ..", |m| m.variant = Some("..".into())),
+            ("alias ../", |m| m.platform_aliases = vec!["../x".into()]),
+            ("legacy prefix ../", |m| {
+                m.legacy_prefixes = vec!["k8s/../../etc".into()]
+            }),
+            ("kube_version ../", |m| {
+                m.kube_version = Some("../../etc/passwd".into())
+            }),
+            ("kube_version newline", |m| {
+                m.kube_version = Some("v1.26.9\nU7S_X=1".into())
+            }),
+            ("flannel tag /", |m| m.flannel_tag = Some("a/b".into())),
+            ("cni tag control", |m| {
+                m.flannel_cni_plugin_tag = Some("v1\u{1b}[2J".into())
+            }),
+            ("profile ../", |m| m.profile = "../c10f".into()),
+            ("created escape", |m| {
+                m.created = "\u{1b}]0;owned\u{7}".into()
+            }),
+            ("tool newline", |m| m.tool = "u7s\nOK: verified".into()),
+            ("source escape", |m| {
+                m.images[0].source = "x\u{1b}[1m".into()
+            }),
+            ("role /", |m| m.images[0].role = Some("../x".into())),
+            ("media type CRLF", |m| {
+                m.blobs[2].media_type = "application/x\r\nX-Evil: 1".into()
+            }),
+            ("manifest media type", |m| {
+                m.images[0].manifest_media_type = "text plain".into()
+            }),
+        ];
+        for (what, edit) in cases {
+            let mut m = minimal();
+            edit(&mut m);
+            let err = BundleManifest::parse(&m.to_json());
+            assert!(err.is_err(), "{what}: accepted");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_and_wrong_types_are_refused() {
+        let text = json(&minimal());
+        for bad in [
+            text.replacen("{", "{\n  \"extra\": 1,", 1),
+            text.replacen("\"size\": 3,", "\"size\": -3,", 1),
+            text.replacen("\"size\": 3,", "\"size\": 3.5,", 1),
+            text.replacen("\"format_version\": 1", "\"format_version\": \"1\"", 1),
+        ] {
+            assert_ne!(bad, text);
+            assert!(BundleManifest::parse(bad.as_bytes()).is_err(), "{bad}");
         }
     }
 }
