@@ -1,9 +1,12 @@
-//! Hostile or broken input at `verify` and `load`: an oversized, deeply nested
-//! or duplicate-keyed bundle.json, sizes that lie (a decompression bomb), links,
-//! devices and directories in the archive, signatures by expired and revoked
-//! keys, names with path tricks — each refused with exit code 3, nothing pushed
-//! and no trust file written. One real bundle is built (from a real
-//! docker-registry) and rewritten per case; loads go into a real registry.
+//! Failing closed at `verify`, `load` and `build`: hostile or broken input (an
+//! oversized, deeply nested or duplicate-keyed bundle.json, sizes that lie — a
+//! decompression bomb —, links, devices and directories in the archive,
+//! signatures by expired and revoked keys, names with path tricks) is refused
+//! with exit code 3, nothing pushed and no trust file written; a full disk
+//! (RLIMIT_FSIZE) leaves every existing trust file and archive as it was; an
+//! administrator's own policy.json and registries.d are merged, not replaced.
+//! One real bundle is built (from a real docker-registry) and rewritten per
+//! case; loads go into real registries and are checked with skopeo.
 
 mod common;
 
@@ -825,4 +828,369 @@ fn signatures_by_expired_or_revoked_keys_are_refused_at_load() {
     let out = t.load(&archive, &ring, &[]);
     assert_refused(&out, "revoked", "signed by a revoked key");
     t.assert_untouched("revoked key");
+}
+
+// ------------------------------------------------------------------ full disk
+
+/// Run u7s-bundle with RLIMIT_FSIZE = `limit` bytes and SIGXFSZ ignored: any
+/// write that would grow a file past `limit` fails with EFBIG ("File too
+/// large"), which is what a full disk looks like to the writer.
+fn ub_fsize(home: &Path, args: &[String], limit: u64) -> Output {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = command(home);
+    cmd.args(args);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let l = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &l) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.output().unwrap()
+}
+
+/// Every file under `dir`, (relative path, bytes), sorted.
+fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+        let Ok(rd) = fs::read_dir(dir) else { return };
+        for e in rd {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                let rel = p.strip_prefix(root).unwrap().display().to_string();
+                out.push((rel, fs::read(&p).unwrap()));
+            }
+        }
+    }
+    let mut v = Vec::new();
+    walk(dir, dir, &mut v);
+    v.sort();
+    v
+}
+
+/// An administrator's own policy: a default of reject, rules for other
+/// registries, other transports. Padded with more rules to `min_len` bytes.
+fn custom_policy(min_len: usize) -> Vec<u8> {
+    let mut docker = serde_json::Map::new();
+    docker.insert(
+        "registry.example.org".into(),
+        serde_json::json!([{"type": "signedBy", "keyType": "GPGKeys", "keyPath": "/etc/pki/containers/example.gpg"}]),
+    );
+    docker.insert(
+        "quay.io/allowed".into(),
+        serde_json::json!([{"type": "insecureAcceptAnything"}]),
+    );
+    let mut i = 0;
+    loop {
+        let v = serde_json::json!({
+            "default": [{"type": "reject"}],
+            "transports": {
+                "docker": docker,
+                "docker-daemon": {"": [{"type": "insecureAcceptAnything"}]},
+                "oci": {"": [{"type": "insecureAcceptAnything"}]},
+            }
+        });
+        let bytes = serde_json::to_vec_pretty(&v).unwrap();
+        if bytes.len() >= min_len {
+            return bytes;
+        }
+        docker.insert(
+            format!("mirror{i}.example.org"),
+            serde_json::json!([{"type": "reject"}]),
+        );
+        i += 1;
+    }
+}
+
+const OTHER_YAML: &str = "# signatures of the example registry\ndocker:\n  registry.example.org:\n    lookaside: https://sigs.example.org/sigstore\n";
+const FOREIGN_DEFAULT_YAML: &str =
+    "# the site's default\ndefault-docker:\n  lookaside: file:///var/lib/containers/sigstore\n";
+
+/// Pre-existing trust files as an administrator left them.
+fn seed_trust_files(t: &Target, policy_len: usize) {
+    let etc = t.p("etc/containers");
+    fs::create_dir_all(etc.join("registries.d")).unwrap();
+    fs::write(etc.join("policy.json"), custom_policy(policy_len)).unwrap();
+    fs::write(etc.join("registries.d/other.yaml"), OTHER_YAML).unwrap();
+    fs::write(etc.join("registries.d/default.yaml"), FOREIGN_DEFAULT_YAML).unwrap();
+    fs::create_dir_all(t.p("keys")).unwrap();
+    fs::write(t.p("keys/example.pgp"), b"an administrator's key\n").unwrap();
+}
+
+fn load_args(t: &Target, archive: &Path) -> Vec<String> {
+    let b = base();
+    let sigstore = t.p("sigstore");
+    vec![
+        "load".into(),
+        archive.display().to_string(),
+        "--keyring".into(),
+        b.builder_pub.display().to_string(),
+        "--sign-key".into(),
+        b.signer_key.display().to_string(),
+        "--registry".into(),
+        t.reg.addr.clone(),
+        "--plain-http".into(),
+        "--sigstore-dir".into(),
+        sigstore.display().to_string(),
+        "--keys-dir".into(),
+        t.p("keys").display().to_string(),
+        "--policy".into(),
+        t.p("etc/containers/policy.json").display().to_string(),
+        "--registries-d".into(),
+        t.p("etc/containers/registries.d").display().to_string(),
+        "--lookaside-url".into(),
+        format!("file://{}", sigstore.display()),
+        "--lock-file".into(),
+        t.p("load.lock").display().to_string(),
+        "--state-dir".into(),
+        t.p("state").display().to_string(),
+    ]
+}
+
+fn the_archive() -> PathBuf {
+    let b = base();
+    let path = case_path("original");
+    if !path.exists() {
+        write_archive(&path, files(&b.entries));
+    }
+    path
+}
+
+#[test]
+fn a_full_disk_while_writing_trust_files_leaves_them_intact() {
+    let t = Target::new();
+    // A policy larger than the limit: its rewrite is the write that fails.
+    // Signatures and the public key (~2 KiB) fit under it.
+    const LIMIT: u64 = 8 << 10;
+    seed_trust_files(&t, 12 << 10);
+    let before_etc = tree(&t.p("etc"));
+    let before_keys = tree(&t.p("keys"));
+    let out = ub_fsize(t.home.path(), &load_args(&t, &the_archive()), LIMIT);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("File too large") && text(&out).contains("policy.json"),
+        "names the file and the cause: {}",
+        text(&out)
+    );
+    assert_eq!(
+        tree(&t.p("etc")),
+        before_etc,
+        "policy.json and registries.d intact, no temp file"
+    );
+    let keys_after = tree(&t.p("keys"));
+    assert!(
+        keys_after
+            .iter()
+            .all(|(n, _)| !n.starts_with('.') && !n.contains(".tmp-")),
+        "no temporary file in the keys directory: {keys_after:?}"
+    );
+    assert!(
+        before_keys.iter().all(|f| keys_after.contains(f)),
+        "the administrator's key is intact"
+    );
+    // With room again the same load completes and merges.
+    let out = ub(
+        t.home.path(),
+        &load_args(&t, &the_archive())
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+#[test]
+fn a_full_disk_during_build_leaves_no_archive_under_the_final_name() {
+    let b = base();
+    let src = Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    Fixtures::new().arches(&["amd64"]).size_kib(32).make(
+        &work.path().join("layout"),
+        &SET,
+        Some(&src),
+    );
+    let home = tempfile::tempdir().unwrap();
+    let cache = work.path().join("cache");
+    let args = |out: &Path| -> Vec<String> {
+        [
+            "build",
+            "--platform",
+            "k8s-c10f2",
+            "--kube-version",
+            "v1.26.9",
+            "--arch",
+            "amd64",
+            "--source",
+            &src.addr,
+            "--plain-http",
+            "--sign-key",
+            b.builder_key.to_str().unwrap(),
+            "--compression",
+            "zstd",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    // Warm the cache, so the limited run fails writing the archive itself.
+    let first = work.path().join("first");
+    let out = ub(
+        home.path(),
+        &args(&first).iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let built = PathBuf::from(stdout_ok(&out).trim());
+    let size = fs::metadata(&built).unwrap().len();
+    assert!(size > 8 << 10, "{size}");
+
+    // Room for half the archive.
+    let second = work.path().join("second");
+    fs::create_dir_all(&second).unwrap();
+    let out = ub_fsize(home.path(), &args(&second), size / 2);
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("File too large"),
+        "the cause is named: {}",
+        text(&out)
+    );
+    let left: Vec<_> = fs::read_dir(&second)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "nothing left in the output directory: {left:?}"
+    );
+}
+
+// ------------------------------------------------------------------ merging
+
+#[test]
+fn an_existing_policy_and_registries_d_are_merged_backed_up_and_kept() {
+    let t = Target::new();
+    seed_trust_files(&t, 0);
+    let etc = t.p("etc/containers");
+    let original_policy = fs::read(etc.join("policy.json")).unwrap();
+    let out = ub(
+        t.home.path(),
+        &load_args(&t, &the_archive())
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // policy.json: ours added, everything else as it was.
+    let merged: Value =
+        serde_json::from_slice(&fs::read(etc.join("policy.json")).unwrap()).unwrap();
+    let orig: Value = serde_json::from_slice(&original_policy).unwrap();
+    assert_eq!(merged["default"], orig["default"], "default of reject kept");
+    for transport in ["docker-daemon", "oci"] {
+        assert_eq!(
+            merged["transports"][transport],
+            orig["transports"][transport]
+        );
+    }
+    for scope in ["registry.example.org", "quay.io/allowed"] {
+        assert_eq!(
+            merged["transports"]["docker"][scope], orig["transports"]["docker"][scope],
+            "{scope} kept"
+        );
+    }
+    let ours = &merged["transports"]["docker"][t.reg.addr.as_str()];
+    assert_eq!(ours[0]["type"], "signedBy", "{merged:#}");
+    assert!(
+        ours[0]["keyPath"]
+            .as_str()
+            .unwrap()
+            .ends_with("keys/imagemaker.pgp"),
+        "{ours}"
+    );
+    // The backup holds the original bytes.
+    let backups: Vec<_> = fs::read_dir(&etc)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            n.starts_with("policy.json") && n != "policy.json"
+        })
+        .collect();
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    assert_eq!(fs::read(&backups[0]).unwrap(), original_policy);
+
+    // registries.d: the other files untouched, our scope added beside them.
+    let rd = etc.join("registries.d");
+    assert_eq!(
+        fs::read_to_string(rd.join("other.yaml")).unwrap(),
+        OTHER_YAML
+    );
+    assert_eq!(
+        fs::read_to_string(rd.join("default.yaml")).unwrap(),
+        FOREIGN_DEFAULT_YAML,
+        "a foreign default-docker is left alone"
+    );
+    assert_eq!(
+        fs::read(t.p("keys/example.pgp")).unwrap(),
+        b"an administrator's key\n"
+    );
+
+    // The merged files work for the cluster's verifier: skopeo pulls our image
+    // with them, and still refuses what the default rejects.
+    let dest = t.p("pulled");
+    let pull = |image: &str| {
+        let _ = fs::remove_dir_all(&dest);
+        fs::create_dir_all(&dest).unwrap();
+        skopeo([
+            "--policy",
+            etc.join("policy.json").to_str().unwrap(),
+            "--registries.d",
+            rd.to_str().unwrap(),
+            "copy",
+            "--src-tls-verify=false",
+            image,
+            &format!("dir:{}", dest.display()),
+        ])
+    };
+    assert_success(
+        &pull(&t.reg.docker_ref(SET[0])),
+        "pull with the merged policy",
+    );
+    // The same registry under a name the policy has no rule for: the
+    // administrator's default (reject) still applies.
+    let out = pull(&format!("docker://localhost:{}/{}", t.reg.port(), SET[0]));
+    assert!(!out.status.success(), "the default of reject was lost");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("rejected"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Idempotent: a second load changes no file and makes no new backup.
+    let snapshot = tree(&t.p("etc"));
+    let keys = tree(&t.p("keys"));
+    let out = ub(
+        t.home.path(),
+        &load_args(&t, &the_archive())
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(
+        tree(&t.p("etc")),
+        snapshot,
+        "second load rewrote a trust file"
+    );
+    assert_eq!(tree(&t.p("keys")), keys);
 }
