@@ -11,6 +11,8 @@ pub mod bundle;
 pub mod cache;
 pub mod digest;
 pub mod fsutil;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod interrupt;
 pub mod kubeadm;
 pub mod lock;

@@ -186,6 +186,11 @@ fn read_file(path: &Path, name: &str) -> Result<YamlFile> {
         path: path.to_path_buf(),
         source,
     })?;
+    parse_file(&text, path, name)
+}
+
+/// One file's text, as `read_file` sees it; no I/O, so it can be fed anything.
+fn parse_file(text: &str, path: &Path, name: &str) -> Result<YamlFile> {
     let value: Value = if text.trim().is_empty() {
         Value::Null
     } else {
@@ -288,6 +293,16 @@ fn merge_files(files: &[YamlFile]) -> Result<Config> {
         }
     }
     Ok(cfg)
+}
+
+/// The configuration one `registries.d` file holds, parsed as [`load`] parses
+/// each file (`path` only names it in errors).
+pub fn parse(text: &str, path: &Path) -> Result<Config> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    merge_files(&[parse_file(text, path, &name)?])
 }
 
 /// Read the merged configuration of `dir` (only `*.yaml` files count).

@@ -1,0 +1,98 @@
+//! Entry points for the fuzz targets in `fuzz/` and for the test that replays
+//! their seed corpus on stable Rust. Each takes arbitrary bytes and must return
+//! without panicking, whatever they hold; where a parser's output can be
+//! checked against itself (printing and re-parsing, merging twice), that is
+//! asserted too, so the fuzzer finds wrong answers as well as crashes.
+//!
+//! These are the parsers that see bytes from outside: the archive read on the
+//! isolated host before anything in it is trusted, image references from
+//! profiles, the command line and bundle.json, and the administrator's
+//! policy.json and registries.d files that `load` merges into.
+
+use std::io::Cursor;
+use std::path::Path;
+
+use crate::bundle::reader::{self, Entry};
+use crate::reference::Reference;
+use crate::trust::{policy, registries_d};
+
+/// The bundle reader: tar + bundle.json + layout. Input that does not start
+/// with an xz or zstd magic is taken as the tar stream itself and compressed
+/// with zstd first, so the fuzzer spends its time on the tar and JSON layers
+/// rather than on the decompressor's framing.
+pub fn bundle_reader(data: &[u8]) {
+    let sniffed = crate::bundle::compress::Codec::sniff(data).is_some();
+    let input = if sniffed {
+        data.to_vec()
+    } else {
+        match zstd::stream::encode_all(data, 1) {
+            Ok(v) => v,
+            Err(_) => return,
+        }
+    };
+    let mut blobs = 0u64;
+    let result = reader::read_bundle(
+        Cursor::new(input),
+        |_| Ok(()),
+        |_, entry| {
+            if let Entry::Blob { reader, .. } = entry {
+                // Read only part of some blobs: the reader must drain and
+                // check the rest itself.
+                let mut buf = [0u8; 512];
+                let _ = reader.read(&mut buf)?;
+                blobs += 1;
+                if blobs % 2 == 0 {
+                    std::io::copy(reader, &mut std::io::sink())?;
+                    assert!(reader.verified(), "a blob read to its end is verified");
+                }
+            }
+            Ok(())
+        },
+    );
+    if let Ok(h) = result {
+        // Whatever it accepted is a valid manifest in every respect.
+        h.manifest.validate().expect("accepted manifests validate");
+    }
+}
+
+/// The image reference parser: whatever parses prints as something that
+/// parses back to the same reference.
+pub fn reference(data: &[u8]) {
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(r) = Reference::parse(s) {
+        let printed = r.to_string();
+        let again = Reference::parse(&printed).expect("a printed reference parses");
+        assert_eq!(again, r, "{s:?} printed as {printed:?}");
+        assert!(!printed.contains(".."), "{printed:?}");
+        assert!(!printed.chars().any(char::is_control), "{printed:?}");
+    }
+    let _ = crate::reference::is_valid_registry(s);
+    let _ = crate::trust::DockerName::parse(s);
+}
+
+/// policy.json: parse; if it parses, merge our rule in; the result parses,
+/// and merging again changes nothing (a re-run of `load` is a no-op).
+pub fn policy(data: &[u8]) {
+    if policy::parse(data).is_err() {
+        return;
+    }
+    let key = Path::new("/var/sigstore/keys/imagemaker.pgp");
+    let Ok((merged, _)) = policy::merge_signed_by(Some(data), "registry.local", key) else {
+        return;
+    };
+    policy::parse(&merged).expect("a merged policy parses");
+    let (again, changed) = policy::merge_signed_by(Some(&merged), "registry.local", key)
+        .expect("a merged policy merges again");
+    assert!(!changed, "a second merge changed the policy");
+    assert_eq!(again, merged);
+}
+
+/// One registries.d file.
+pub fn registries_d(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let _ = registries_d::parse(text, Path::new("fuzz.yaml"));
+}
