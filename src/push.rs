@@ -677,7 +677,7 @@ fn rewrite_layers(
 /// How much of a layer one PATCH carries. Large enough that per-request costs
 /// vanish, small enough that three in flight stay well inside load's memory
 /// budget.
-const UPLOAD_CHUNK: usize = 8 << 20;
+const UPLOAD_CHUNK: usize = 4 << 20;
 
 /// Read up to `max` bytes; fewer only at the end of the stream.
 fn read_chunk(r: &mut dyn VerifyingRead, max: usize) -> io::Result<Vec<u8>> {
