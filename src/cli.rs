@@ -182,7 +182,11 @@ pub struct BuildArgs {
     /// Store the original blobs byte for byte (for images pinned by digest).
     #[arg(long)]
     pub preserve_digests: bool,
-    /// Parallel downloads, and compressor threads.
+    /// Parallel downloads, and compressor threads. With xz each thread
+    /// compresses its own share of the archive as a separate xz stream: more
+    /// threads build faster, a little larger (`--jobs 1` gives the smallest
+    /// archive); each needs ~674 MiB at level 9, and no more start than the
+    /// available memory holds.
     #[arg(long, value_name = "N")]
     pub jobs: Option<usize>,
     /// Build cache (downloaded layers, verified before reuse).
