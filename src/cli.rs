@@ -71,6 +71,17 @@ pub struct RegistryArgs {
     /// Attempts per request on transient failures (connection errors, 5xx, 429).
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub retries: u32,
+    /// Seconds of silence from the registry (no answer, no body bytes) before a
+    /// request counts as stalled and is retried; a half-open connection would
+    /// otherwise hang forever. Not a limit on a whole transfer (an upload chunk
+    /// of 8 MiB must get through within it). 0: wait forever.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 120,
+        env = "U7S_READ_TIMEOUT"
+    )]
+    pub read_timeout: u64,
 }
 
 /// Which image set.

@@ -446,3 +446,122 @@ fn load_into_a_tls_registry_with_basic_auth() {
     assert_eq!(v["push"]["blobs_uploaded"], 0, "{v}");
     assert_eq!(v["push"]["tags_set"], 0, "{v}");
 }
+
+/// Lines of the registry's error log about failed TLS handshakes.
+fn handshake_errors(reg: &Registry) -> usize {
+    reg.log()
+        .lines()
+        .filter(|l| l.contains("TLS handshake error"))
+        .count()
+}
+
+#[test]
+fn a_certificate_failure_is_not_retried() {
+    let work = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let tls = TlsFiles::generate(&work.path().join("tls"));
+    let reg = Registry::start_with(RegistryConfig {
+        tls: Some(tls),
+        htpasswd: None,
+    });
+    let before = handshake_errors(&reg);
+    let mut plan: Vec<&str> = vec!["plan"];
+    plan.extend(SELECT);
+    // Five attempts allowed: a retried handshake would show up five times.
+    plan.extend(["--source", &reg.addr, "--resolve", "--retries", "5"]);
+    let started = std::time::Instant::now();
+    let out = ub(home.path(), &plan);
+    assert_exit(&out, 1, "plan --resolve against an untrusted certificate");
+    assert!(
+        text(&out).contains("--ca-file"),
+        "the message points at --ca-file: {}",
+        text(&out)
+    );
+    // Go logs a handshake error asynchronously; give it a moment.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(
+        handshake_errors(&reg) - before,
+        1,
+        "one handshake, not retried:\n{}",
+        reg.log()
+    );
+    // Retries back off 0.25 + 0.5 + 1 + 2 s: failing fast stays well under that.
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(3750),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_silent_server_fails_the_request_after_the_read_timeout() {
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    // Accepts connections, reads nothing, answers nothing: a half-open peer.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming() {
+            match s {
+                Ok(s) => {
+                    count.fetch_add(1, Ordering::SeqCst);
+                    held.push(s);
+                }
+                Err(_) => break,
+            }
+        }
+    });
+
+    let home = tempfile::tempdir().unwrap();
+    let mut plan: Vec<&str> = vec!["plan"];
+    plan.extend(SELECT);
+    plan.extend([
+        "--source",
+        &addr,
+        "--plain-http",
+        "--resolve",
+        "--retries",
+        "2",
+    ]);
+    let mut child = command(home.path())
+        .args(&plan)
+        .env("U7S_READ_TIMEOUT", "2")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    // Without a read timeout this would wait forever: give up after 60 s.
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(60) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("plan --resolve hung on a silent registry");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    let took = started.elapsed();
+    assert_exit(&out, 1, "plan --resolve against a silent server");
+    assert!(
+        text(&out).contains("no answer for 2 s"),
+        "the message says the registry stalled: {}",
+        text(&out)
+    );
+    // Two attempts of two seconds each, then a clean failure.
+    assert!(
+        took >= Duration::from_secs(4) && took < Duration::from_secs(30),
+        "took {took:?}"
+    );
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        2,
+        "a stall is transient: retried, within --retries"
+    );
+}

@@ -152,6 +152,8 @@ pub fn registry_client(host: &str, plain_http: bool, args: &RegistryArgs) -> Res
         ca_file: args.ca_file.clone(),
         credentials,
         attempts: args.retries.max(1),
+        read_timeout: (args.read_timeout > 0)
+            .then(|| std::time::Duration::from_secs(args.read_timeout)),
     };
     Ok(Client::new(host, &opts)?)
 }

@@ -357,6 +357,8 @@ pub fn check(args: &ClusterSelectArgs, sel: &Selection) -> Report {
             username: None,
             password_stdin: false,
             retries: 2,
+            // A preflight check reports a hung registry instead of waiting on it.
+            read_timeout: 30,
         },
     );
     let reachable = match &client {

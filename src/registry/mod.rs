@@ -60,6 +60,25 @@ pub enum RegistryError {
         #[source]
         source: std::io::Error,
     },
+    /// The TLS handshake failed: an untrusted or invalid certificate, or not
+    /// TLS at all. Asking again gives the same answer, so it is never retried.
+    #[error("{method} {url}: TLS handshake failed: {source}; if the registry's certificate is signed by a private CA, give that CA's PEM file with --ca-file (or use --plain-http for a plain-HTTP registry)")]
+    Tls {
+        method: Method,
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// Connected, but the registry sent nothing for the read timeout (a
+    /// half-open connection, a hung server). Transient: retried.
+    #[error("{method} {url}: no answer for {secs} s (a stalled connection or a hung registry; --read-timeout sets how long to wait)")]
+    Stalled {
+        method: Method,
+        url: String,
+        secs: u64,
+        #[source]
+        source: reqwest::Error,
+    },
     #[error("bad CA file {path}: {why}")]
     CaFile { path: String, why: String },
     #[error(transparent)]
@@ -81,7 +100,7 @@ impl RegistryError {
             RegistryError::Status { status, .. } => {
                 status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS
             }
-            RegistryError::Io { .. } => true,
+            RegistryError::Io { .. } | RegistryError::Stalled { .. } => true,
             _ => false,
         }
     }
@@ -100,6 +119,49 @@ pub struct ClientOptions {
     pub credentials: Option<Credentials>,
     /// Attempts for each idempotent request (1 = no retry).
     pub attempts: u32,
+    /// Longest silence on a connection (waiting for an answer or for the next
+    /// bytes of a body) before the request fails as stalled; `None`: wait
+    /// forever. Not a total timeout: a big layer may take many minutes, but a
+    /// half-open connection never sends anything again. For an upload the
+    /// clock runs from the start of each request to its answer, so one
+    /// upload chunk must go through within it (8 MiB in 120 s: ~70 KB/s).
+    pub read_timeout: Option<Duration>,
+}
+
+/// Is this a failed TLS handshake? rustls' error sits somewhere down the
+/// source chain, sometimes inside an `io::Error` (whose `source()` skips it)
+/// and sometimes behind a connector's wrapper that forwards `source()` past
+/// it, so its messages are recognized too (rustls' own `Display` texts for
+/// handshake failures).
+fn is_tls_failure(e: &reqwest::Error) -> bool {
+    const HANDSHAKE: [&str; 6] = [
+        "invalid peer certificate",
+        "peer sent no certificates",
+        "received corrupt message",
+        "peer is incompatible",
+        "peer misbehaved",
+        "received fatal alert",
+    ];
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.is::<rustls::Error>() {
+            return true;
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.is::<rustls::Error>())
+            {
+                return true;
+            }
+        }
+        let text = err.to_string();
+        if HANDSHAKE.iter().any(|m| text.starts_with(m)) {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// One registry endpoint. Cheap to share between threads (`&Client`).
@@ -111,6 +173,7 @@ pub struct Client {
     /// Authorization header value per repository scope, learnt from challenges.
     tokens: Mutex<HashMap<String, String>>,
     attempts: u32,
+    read_timeout: Option<Duration>,
 }
 
 /// What a manifest GET returned.
@@ -134,8 +197,12 @@ impl Client {
         let mut b = HttpClient::builder()
             .user_agent(concat!("u7s-bundle/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(15))
-            // No overall timeout: a layer may take many minutes on a slow link.
-            .timeout(None)
+            // The blocking client's timeout is not a total one: it bounds the
+            // wait for the answer (request body included) and then each read
+            // of the response body separately, so a layer may take many
+            // minutes as long as bytes keep coming. (The async builder's
+            // `read_timeout` would need a Tokio runtime in the reading thread.)
+            .timeout(opts.read_timeout)
             .pool_max_idle_per_host(8);
         if let Some(ca) = &opts.ca_file {
             let pem = std::fs::read(ca).map_err(|e| RegistryError::CaFile {
@@ -179,6 +246,7 @@ impl Client {
             credentials,
             tokens: Mutex::new(HashMap::new()),
             attempts: opts.attempts.max(1),
+            read_timeout: opts.read_timeout,
         })
     }
 
@@ -213,11 +281,9 @@ impl Client {
             if let Some(h) = self.tokens.lock().unwrap().get(scope) {
                 req = req.header(AUTHORIZATION, h.clone());
             }
-            let resp = req.send().map_err(|source| RegistryError::Http {
-                method: method.clone(),
-                url: url.to_string(),
-                source,
-            })?;
+            let resp = req
+                .send()
+                .map_err(|source| self.send_error(method, url, source))?;
             if resp.status() != StatusCode::UNAUTHORIZED || answered {
                 if resp.status() == StatusCode::UNAUTHORIZED {
                     return Err(RegistryError::Unauthorized {
@@ -237,6 +303,33 @@ impl Client {
                 .lock()
                 .unwrap()
                 .insert(scope.to_string(), header);
+        }
+    }
+
+    /// Classify a failed send: TLS trouble is final, a stall is transient.
+    fn send_error(&self, method: &Method, url: &str, source: reqwest::Error) -> RegistryError {
+        let (method, url) = (method.clone(), url.to_string());
+        if is_tls_failure(&source) {
+            RegistryError::Tls {
+                method,
+                url,
+                source,
+            }
+        } else if let (true, false, Some(t)) =
+            (source.is_timeout(), source.is_connect(), self.read_timeout)
+        {
+            RegistryError::Stalled {
+                method,
+                url,
+                secs: t.as_secs(),
+                source,
+            }
+        } else {
+            RegistryError::Http {
+                method,
+                url,
+                source,
+            }
         }
     }
 
@@ -275,11 +368,9 @@ impl Client {
                 if let Some(c) = &self.credentials {
                     req = req.header(AUTHORIZATION, auth::basic_header(c));
                 }
-                let resp = req.send().map_err(|source| RegistryError::Http {
-                    method: Method::GET,
-                    url: realm.clone(),
-                    source,
-                })?;
+                let resp = req
+                    .send()
+                    .map_err(|source| self.send_error(&Method::GET, &realm, source))?;
                 if !resp.status().is_success() {
                     return Err(unauthorized(&format!("token service answered HTTP {}", resp.status())));
                 }
