@@ -688,3 +688,84 @@ fn signals_stop_a_build_cleanly() {
     assert_eq!(status, Some(130), "SIGINT while compressing:\n{stderr}");
     assert!(entries(&out_dir).is_empty(), "{:?}", entries(&out_dir));
 }
+
+#[test]
+fn signals_stop_a_load_with_no_tag_and_no_trust_file() {
+    for (name, signal, code) in [
+        ("SIGTERM", libc::SIGTERM, 143),
+        ("SIGINT", libc::SIGINT, 130),
+    ] {
+        let site = Site::new("zstd");
+        // Slow answers (64 bytes per 100 ms: about a second per request), so
+        // the load is surely mid-push when signalled.
+        let proxy = FaultProxy::start(
+            site.target.port(),
+            Fault::Slow {
+                chunk: 64,
+                pause: Duration::from_millis(100),
+            },
+        );
+        let mut a: Vec<String> = vec![
+            "load".into(),
+            site.archive.display().to_string(),
+            "--keyring".into(),
+            site.builder_pub.display().to_string(),
+            "--registry".into(),
+            proxy.addr.clone(),
+            "--plain-http".into(),
+            "--sign-key".into(),
+            site.signer_key.display().to_string(),
+            "--sigstore-dir".into(),
+            site.p("sigstore"),
+            "--keys-dir".into(),
+            site.p("keys"),
+            "--policy".into(),
+            site.p("etc/containers/policy.json"),
+            "--registries-d".into(),
+            site.p("etc/containers/registries.d"),
+            "--lookaside-url".into(),
+            format!("file://{}", site.p("sigstore")),
+            "--lock-file".into(),
+            site.p("load.lock"),
+        ];
+        let mut child = command(site.home.path())
+            .args(strs(&a))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait for the first blob upload to start.
+        let started = std::time::Instant::now();
+        while !proxy
+            .requests()
+            .iter()
+            .any(|r| r.path.contains("/blobs/uploads/"))
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "{name}: no upload started"
+            );
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "{name}: load ended early"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // SAFETY: plain kill(2) of our own child.
+        let r = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+        assert_eq!(r, 0, "kill");
+        let out = child.wait_with_output().unwrap();
+        assert_exit(&out, code, &format!("load, {name} while pushing"));
+        site.assert_no_tags();
+        site.assert_trust_untouched();
+
+        // The re-run completes.
+        a[5] = site.target.addr.clone();
+        let out = ub(site.home.path(), &strs(&a));
+        assert_exit(&out, 0, &format!("re-run after {name}"));
+        for name in SET {
+            let (repo, tag) = name.split_once(':').unwrap();
+            assert_eq!(site.target.tags(repo), vec![tag.to_string()]);
+        }
+    }
+}
