@@ -194,7 +194,7 @@ fn parse_file(text: &str, path: &Path, name: &str) -> Result<YamlFile> {
     let value: Value = if text.trim().is_empty() {
         Value::Null
     } else {
-        serde_yaml_ng::from_str(&text).map_err(|e| parse_err(path, e.to_string()))?
+        serde_yaml_ng::from_str(text).map_err(|e| parse_err(path, e.to_string()))?
     };
     let root = match value {
         Value::Null => Mapping::new(),
