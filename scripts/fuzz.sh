@@ -3,12 +3,13 @@
 #
 #   scripts/fuzz.sh [-t SECONDS] [TARGET...]
 #
-# Needs a nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`). New
-# inputs go to fuzz/corpus-run/<target>/ (not committed); the seeds in
-# fuzz/corpus/<target>/ are read, never written. A crash is saved under
-# fuzz/artifacts/<target>/ and stops the script with a non-zero status: add
-# the input to fuzz/corpus/<target>/ with the fix, so tests/fuzz_corpus.rs
-# replays it from then on.
+# Needs a nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`); the
+# first run builds the targets (`-O`, the same build as `cargo fuzz build -O`,
+# so a prior build is reused). New inputs go to fuzz/corpus-run/<target>/ (not
+# committed); the seeds in fuzz/corpus/<target>/ are read, never written. A
+# crash is saved under fuzz/artifacts/<target>/ and stops the script with a
+# non-zero status: add the input to fuzz/corpus/<target>/ with the fix, so
+# tests/fuzz_corpus.rs replays it from then on.
 set -eu
 
 secs=60
@@ -26,6 +27,6 @@ targets=${*:-"bundle_reader reference policy registries_d"}
 for t in $targets; do
     mkdir -p "corpus-run/$t"
     echo "== $t: ${secs} s"
-    cargo +nightly fuzz run "$t" "corpus-run/$t" "corpus/$t" -- \
+    cargo +nightly fuzz run -O "$t" "corpus-run/$t" "corpus/$t" -- \
         -max_total_time="$secs" -max_len=262144 -rss_limit_mb=2048 -timeout=20
 done
