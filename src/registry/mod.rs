@@ -124,7 +124,7 @@ pub struct ClientOptions {
     /// forever. Not a total timeout: a big layer may take many minutes, but a
     /// half-open connection never sends anything again. For an upload the
     /// clock runs from the start of each request to its answer, so one
-    /// upload chunk must go through within it (8 MiB in 120 s: ~70 KB/s).
+    /// upload chunk must go through within it (4 MiB in 120 s: ~35 KB/s).
     pub read_timeout: Option<Duration>,
 }
 
