@@ -620,21 +620,15 @@ fn a_blob_larger_than_declared_is_refused_at_its_header() {
     let path = case_path("bomb");
     write_archive(&path, items);
     assert!(fs::metadata(&path).unwrap().len() < 64 << 20);
-    let started = std::time::Instant::now();
     let (out, max_rss_kib) = verify_measured(&path, &[]);
     assert_refused(
         &out,
         &format!("is {BOMB} bytes, bundle.json says {declared}"),
         "bomb",
     );
-    // Stopped at the header: neither read nor held (a 4 GiB read would take
-    // seconds of CPU and, held, 4 GiB of memory).
+    // Stopped at the header: not held (4 GiB of memory), and the message is
+    // the header's size check, not a digest mismatch after reading it all.
     assert!(max_rss_kib < 256 * 1024, "peak RSS {max_rss_kib} KiB");
-    assert!(
-        started.elapsed() < Duration::from_secs(20),
-        "took {:?}",
-        started.elapsed()
-    );
 
     // And the other way round: bundle.json declares more than the entry holds
     // (unsigned, so only the size check can refuse it).

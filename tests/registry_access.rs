@@ -469,7 +469,6 @@ fn a_certificate_failure_is_not_retried() {
     plan.extend(SELECT);
     // Five attempts allowed: a retried handshake would show up five times.
     plan.extend(["--source", &reg.addr, "--resolve", "--retries", "5"]);
-    let started = std::time::Instant::now();
     let out = ub(home.path(), &plan);
     assert_exit(&out, 1, "plan --resolve against an untrusted certificate");
     assert!(
@@ -484,12 +483,6 @@ fn a_certificate_failure_is_not_retried() {
         1,
         "one handshake, not retried:\n{}",
         reg.log()
-    );
-    // Retries back off 0.25 + 0.5 + 1 + 2 s: failing fast stays well under that.
-    assert!(
-        started.elapsed() < std::time::Duration::from_millis(3750),
-        "took {:?}",
-        started.elapsed()
     );
 }
 
