@@ -536,6 +536,70 @@ fn load_fails_on_upload_503s_and_the_rerun_uploads_only_the_rest() {
     }
 }
 
+/// Upload sessions (by the id in their path) the registry saw data for
+/// (PATCH) and that it neither finalized (PUT → 201) nor had cancelled
+/// (DELETE): what a failed load would leave open.
+fn open_uploads(reqs: &[Request]) -> Vec<String> {
+    let session = |p: &str| {
+        p.split_once("/blobs/uploads/")
+            .map(|(_, rest)| rest.split('?').next().unwrap_or("").to_string())
+            .filter(|id| !id.is_empty())
+    };
+    let mut open = BTreeSet::new();
+    for r in reqs {
+        let Some(id) = session(&r.path) else { continue };
+        match r.method.as_str() {
+            "PATCH" => {
+                open.insert(id);
+            }
+            "PUT" if r.status == 201 => {
+                open.remove(&id);
+            }
+            "DELETE" => {
+                open.remove(&id);
+            }
+            _ => {}
+        }
+    }
+    open.into_iter().collect()
+}
+
+/// A layer's final PUT runs while the next layer streams. When that PUT
+/// fails, the load fails with its error, tags nothing, writes no trust file,
+/// and leaves no upload session open: neither the failed one nor the one that
+/// was streaming meanwhile.
+#[test]
+fn a_failed_final_put_fails_the_load_and_leaves_no_upload_open() {
+    let site = Site::new("zstd");
+    let put: Filter = std::sync::Arc::new(|m, p| m == "PUT" && p.contains("/blobs/uploads/"));
+    let proxy = FaultProxy::start(
+        site.target.port(),
+        Fault::FailAfter {
+            k: 1,
+            status: 500,
+            filter: put,
+        },
+    );
+    let out = site.load(&site.archive, &proxy.addr, &["--retries", "1"]);
+    assert_exit(&out, 1, "load whose second final PUT fails");
+    assert!(text(&out).contains("500"), "{}", text(&out));
+    assert!(proxy.injected() > 0);
+    site.assert_no_tags();
+    site.assert_trust_untouched();
+    let reqs = site.target.requests();
+    assert_eq!(
+        finished_uploads(&reqs).len(),
+        1,
+        "only the first upload was finalized"
+    );
+    assert!(
+        reqs.iter().filter(|r| r.method == "PATCH").count() > 1,
+        "a second layer was streaming when its predecessor's PUT failed"
+    );
+    let open = open_uploads(&reqs);
+    assert!(open.is_empty(), "upload sessions left open: {open:?}");
+}
+
 #[test]
 fn a_truncated_archive_is_refused_before_any_tag() {
     for compression in ["zstd", "xz"] {

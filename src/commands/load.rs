@@ -99,6 +99,10 @@ pub fn run(args: LoadArgs) -> Result<()> {
     }
     let profiles = super::load_profiles(None)?;
     let mut signer_fpr: Option<String> = None;
+    // The pusher borrows the manifest and names; both are set once, in the
+    // header callback, and live in `holder` — declared first, so it outlives
+    // the pusher — for the rest of the read.
+    let holder: std::cell::OnceCell<(BundleManifest, Vec<PushName>)> = std::cell::OnceCell::new();
     let mut pusher: Option<Pusher> = None;
     let mut index_json: Option<Vec<u8>> = None;
     let legacy_names = !args.no_legacy_names;
@@ -107,9 +111,6 @@ pub fn run(args: LoadArgs) -> Result<()> {
         LayerCompressionArg::Gzip => LayerCompression::Gzip,
         LayerCompressionArg::Zstd => LayerCompression::Zstd,
     };
-    // The pusher borrows the manifest and names; both are set once, in the
-    // header callback, and live in `holder` for the rest of the read.
-    let holder: std::cell::OnceCell<(BundleManifest, Vec<PushName>)> = std::cell::OnceCell::new();
     let task = progress.bytes_task("Verifying and pushing", None);
     let check_header = |h: &reader::Header| -> Result<(), reader::BoxError> {
         signer_fpr = check_signature(
