@@ -18,6 +18,19 @@ pub const ZSTD_WINDOW_LOG: u32 = 27;
 pub const ZSTD_DEFAULT_LEVEL: u32 = 12;
 /// Hash and chain table size (log2 entries) at the default level.
 const ZSTD_TABLE_LOG: u32 = 25;
+/// zstd job size (the input one worker compresses at a time): 64 MiB.
+/// zstd's own default is 4 windows (512 MiB), and its input buffer holds
+/// 2 jobs + 3 slack jobs, so the memory a build needs kept growing with the
+/// image set up to ~2.5 GiB (689 MiB at 300 MB, 1.3 GiB at 900 MB). With
+/// 64 MiB jobs the buffer is ~320 MiB, which a 300 MB set already fills:
+/// ~730 MiB for 300 MB and ~770 MiB for 900 MB (measured, zstd 1.5.4).
+const ZSTD_JOB_SIZE: u32 = 64 << 20;
+/// Each job starts with the whole window (2^9/2^9) of the data before it as
+/// its dictionary, so small jobs lose no matches: the archives came out
+/// 0.5–0.7% *smaller* than with 512 MiB jobs, for ~45% more CPU — which the
+/// second worker, now busy from the first 64 MiB on, more than pays back
+/// on a small set.
+const ZSTD_OVERLAP_LOG: u32 = 9;
 /// Largest zstd window a bundle may use: refuse absurd memory demands on load.
 pub const ZSTD_WINDOW_LOG_MAX: u32 = 31;
 
@@ -122,6 +135,10 @@ impl<W: Write> Encoder<W> {
                 // Always multithread (even with 1 worker) so the output does not
                 // depend on the thread count.
                 e.multithread(opts.threads.max(1))?;
+                e.set_parameter(zstd::zstd_safe::CParameter::JobSize(ZSTD_JOB_SIZE))?;
+                e.set_parameter(zstd::zstd_safe::CParameter::OverlapSizeLog(
+                    ZSTD_OVERLAP_LOG,
+                ))?;
                 e.long_distance_matching(true)?;
                 e.window_log(ZSTD_WINDOW_LOG)?;
                 e.include_checksum(true)?;
