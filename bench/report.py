@@ -119,7 +119,7 @@ def render(args):
             w("")
         w("podsec build: `xz -9` alone took %.1f s of it (peak RSS %.0f MiB); the archive is "
           "`tar c amd64` of a %.0f MB OCI layout. Reference compressors on that same tar: "
-          "`zstd -12 --long=27 --zstd=hlog=25,clog=25 -T%d` (our settings) %.1f s, %.1f MB, %.0f MiB RSS; `xz -9 -T%d` says it needs "
+          "`zstd -12 --long=27 --zstd=hlog=25,clog=25,ovlog=9 -B64M -T%d` (our settings) %.1f s, %.1f MB, %.0f MiB RSS; `xz -9 -T%d` says it needs "
           "up to %.0f MiB." % (
               g("podsec.xz.wall", 0), mib_rss(g("podsec.xz.rss", 0)), mb(g("podsec.tar", 0)),
               os.cpu_count(), g("ref.zstd.wall", 0), mb(g("ref.zstd.size", 0)),

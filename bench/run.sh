@@ -298,7 +298,7 @@ EOF
     cores=$(nproc)
     put ref.xz_mt.mib "$(xz -9 -T"$cores" -vv </dev/null 2>&1 >/dev/null | sed -n 's/^xz: \([0-9,]*\) MiB of memory is required.*/\1/p' | tr -d ,)"
     xz -dc "$p/amd64.tar.xz" >"$run/set.tar"
-    measure ref.zstd zstd -q -12 --long=27 --zstd=hlog=25,clog=25 -T"$cores" -f "$run/set.tar" -o "$run/set.tar.zst"
+    measure ref.zstd zstd -q -12 --long=27 --zstd=hlog=25,clog=25,ovlog=9 -B64M -T"$cores" -f "$run/set.tar" -o "$run/set.tar.zst"
     put ref.zstd.size "$(stat -c %s "$run/set.tar.zst")"
     rm -f "$run/set.tar" "$run/set.tar.zst"
 
