@@ -508,6 +508,7 @@ fn load_fails_on_upload_503s_and_the_rerun_uploads_only_the_rest() {
         "load with uploads failing (a registry failure, not 3)",
     );
     assert!(text(&out).contains("503"), "{}", text(&out));
+    assert_registry_failure_message(&out);
     assert!(proxy.injected() > 0);
     site.assert_no_tags();
     site.assert_trust_untouched();
@@ -534,6 +535,16 @@ fn load_fails_on_upload_503s_and_the_rerun_uploads_only_the_rest() {
         let (repo, tag) = name.split_once(':').unwrap();
         assert_eq!(site.target.tags(repo), vec![tag.to_string()]);
     }
+}
+
+/// A registry failure during load is not blamed on the archive, says what to
+/// do, and shows no upload URL's query (the registry's opaque upload state).
+#[track_caller]
+fn assert_registry_failure_message(out: &Output) {
+    let t = text(out);
+    assert!(!t.contains("was refused"), "blames the archive: {t}");
+    assert!(t.contains("run the same command"), "no advice: {t}");
+    assert!(!t.contains("_state="), "upload state in the message: {t}");
 }
 
 /// Upload sessions (by the id in their path) the registry saw data for
@@ -583,6 +594,7 @@ fn a_failed_final_put_fails_the_load_and_leaves_no_upload_open() {
     let out = site.load(&site.archive, &proxy.addr, &["--retries", "1"]);
     assert_exit(&out, 1, "load whose second final PUT fails");
     assert!(text(&out).contains("500"), "{}", text(&out));
+    assert_registry_failure_message(&out);
     assert!(proxy.injected() > 0);
     site.assert_no_tags();
     site.assert_trust_untouched();

@@ -18,7 +18,7 @@ use u7s_bundle::bundle::reader::{self, Entry};
 use u7s_bundle::bundle::BundleManifest;
 use u7s_bundle::digest::Digest;
 use u7s_bundle::progress::Progress;
-use u7s_bundle::push::{push_names, LayerCompression, PushName, Pusher};
+use u7s_bundle::push::{push_names, LayerCompression, PushError, PushName, Pusher};
 use u7s_bundle::sign::{self, ImageSigner};
 use u7s_bundle::trust;
 use u7s_bundle::{fsutil, interrupt};
@@ -183,7 +183,21 @@ pub fn run(args: LoadArgs) -> Result<()> {
         r => r.map(|_| ()),
     };
     result.map_err(|e| {
-        anyhow::Error::new(e).context(format!("{} was refused", args.archive.display()))
+        // The registry failing is not the archive's fault: say so, and what
+        // to do. Nothing is tagged before every blob is in, so a re-run is safe.
+        let registry_failed = matches!(&e, reader::ReadError::Rejected(inner)
+            if matches!(inner.downcast_ref::<PushError>(), Some(PushError::Registry { .. })));
+        let what = if registry_failed {
+            format!(
+                "loading {} into {} stopped, nothing was tagged; when the registry \
+                 answers again, run the same command: blobs already uploaded are not sent again",
+                args.archive.display(),
+                args.registry
+            )
+        } else {
+            format!("{} was refused", args.archive.display())
+        };
+        anyhow::Error::new(e).context(what)
     })?;
     let (m, n) = holder.get().expect("header read");
     if !legacy_archive {

@@ -308,7 +308,8 @@ impl Client {
 
     /// Classify a failed send: TLS trouble is final, a stall is transient.
     fn send_error(&self, method: &Method, url: &str, source: reqwest::Error) -> RegistryError {
-        let (method, url) = (method.clone(), url.to_string());
+        let (method, url) = (method.clone(), shown_url(url));
+        let source = source.without_url();
         if is_tls_failure(&source) {
             RegistryError::Tls {
                 method,
@@ -762,9 +763,20 @@ fn status_error(method: &Method, url: &str, resp: Response) -> RegistryError {
         .unwrap_or_default();
     RegistryError::Status {
         method: method.clone(),
-        url: url.to_string(),
+        url: shown_url(url),
         status,
         body,
+    }
+}
+
+/// A URL as error messages show it: without its query. Upload locations
+/// carry the registry's opaque upload state (`_state=…`, hundreds of
+/// characters) and a redirect may carry a signed token; the method, the
+/// path and the blob named by the caller say what failed.
+fn shown_url(url: &str) -> String {
+    match url.split_once('?') {
+        Some((path, _)) => format!("{path}?…"),
+        None => url.to_string(),
     }
 }
 
