@@ -73,8 +73,9 @@ pub struct RegistryArgs {
     pub retries: u32,
     /// Seconds of silence from the registry (no answer, no body bytes) before a
     /// request counts as stalled and is retried; a half-open connection would
-    /// otherwise hang forever. Not a limit on a whole transfer (each upload
-    /// chunk, a few MiB, must get through within it). 0: wait forever.
+    /// otherwise hang forever. Not a limit on a whole transfer: an upload
+    /// stalls when the registry takes none of its bytes for this long. 0:
+    /// wait forever.
     #[arg(
         long,
         value_name = "SECS",

@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Seek, SeekFrom};
-use std::sync::mpsc::sync_channel;
+use std::thread::JoinHandle;
 
 use bytes::Bytes;
 
@@ -21,7 +21,7 @@ use crate::bundle::reader::VerifyingRead;
 use crate::digest::{Digest, HashingWriter};
 use crate::oci;
 use crate::reference::Reference;
-use crate::registry::{Client, Mount, RegistryError};
+use crate::registry::{body_channel, Client, Mount, RegistryError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
@@ -90,43 +90,68 @@ struct PushedLayer {
     media_type: &'static str,
 }
 
-/// An upload whose bytes were all sent and verified, waiting for its final
-/// PUT. The registry makes the blob durable in that PUT (distribution fsyncs
-/// it: 0.1 s for a 50 MB layer here), and with one stream at a time the
-/// socket sat idle meanwhile; so the PUT — and the mounts into the other
-/// repositories, which need the blob to exist — run on a second connection
-/// while the next layer streams. Nothing can refer to the blob before
-/// [`Pusher::push_manifests`], which settles it first.
+/// An upload whose bytes were all handed to the registry and verified, and
+/// which is not final yet. Each blob goes in one streaming PATCH; the
+/// registry answers it only after fsyncing the data (and its hash state),
+/// and the final PUT links the blob (more fsyncs). With one upload at a time
+/// the socket sat idle meanwhile, so the answer, the PUT and the mounts into
+/// the other repositories (which need the blob to exist) wait on other
+/// threads while the next layer streams on a second connection. Nothing can
+/// refer to the blob before [`Pusher::push_manifests`], which settles it
+/// first.
 #[derive(Debug)]
 struct Pending {
     repo: String,
+    /// The upload session: the POST's location, then the PATCH's.
     location: String,
+    /// The PATCH carrying the bytes, until it is answered.
+    patch: Option<JoinHandle<Result<String, RegistryError>>>,
     digest: Digest,
     size: u64,
     /// Other repositories that need the blob: mounted from `repo`.
     mount_into: Vec<String>,
 }
 
+impl Pending {
+    /// Wait for the PATCH's answer; on success the session's new location.
+    fn patched(&mut self) -> Result<(), RegistryError> {
+        if let Some(h) = self.patch.take() {
+            self.location = h.join().expect("upload thread")?;
+        }
+        Ok(())
+    }
+
+    /// Give the upload up: wait for the PATCH to end (its body fails as soon
+    /// as the archive side stopped) and cancel the session (best effort).
+    /// Returns the PATCH's own failure, if it had one.
+    fn abandon(mut self, client: &Client) -> Option<RegistryError> {
+        let failed = self.patched().err();
+        client.cancel_upload(&self.repo, &self.location);
+        failed
+    }
+}
+
 /// Finalize `p` and mount it where else it is needed; returns how many
 /// mounts were made.
-fn settle(client: &Client, p: &Pending) -> Result<usize, PushError> {
-    let what = || format!("blob {}", p.digest);
+fn settle(client: &Client, p: &mut Pending) -> Result<usize, PushError> {
+    let blob = format!("blob {}", p.digest);
+    let what = || blob.clone();
+    let err = |what: String, repo: &str| {
+        let repo = repo.to_string();
+        move |source| PushError::Registry {
+            what,
+            repo,
+            source: Box::new(source),
+        }
+    };
+    p.patched().map_err(err(what(), &p.repo))?;
     client
         .finish_upload(&p.repo, &p.location, &p.digest)
-        .map_err(|source| PushError::Registry {
-            what: what(),
-            repo: p.repo.clone(),
-            source: Box::new(source),
-        })?;
+        .map_err(err(what(), &p.repo))?;
     for r in &p.mount_into {
-        let mounted =
-            client
-                .mount_blob(r, &p.repo, &p.digest)
-                .map_err(|source| PushError::Registry {
-                    what: format!("{} (mount from {})", what(), p.repo),
-                    repo: r.clone(),
-                    source: Box::new(source),
-                })?;
+        let mounted = client
+            .mount_blob(r, &p.repo, &p.digest)
+            .map_err(err(format!("{} (mount from {})", what(), p.repo), r))?;
         if let Mount::Upload(loc) = mounted {
             client.cancel_upload(r, &loc);
             return Err(PushError::Registry {
@@ -227,7 +252,7 @@ impl Drop for Pusher<'_> {
     /// upload session behind (best effort, as any cancel).
     fn drop(&mut self) {
         if let Some(p) = self.pending.take() {
-            self.client.cancel_upload(&p.repo, &p.location);
+            p.abandon(self.client);
         }
     }
 }
@@ -419,14 +444,10 @@ impl<'a> Pusher<'a> {
         missing: &[String],
         reader: &mut dyn VerifyingRead,
     ) -> Result<(), PushError> {
-        let first = missing[0].clone();
-        let location = self.upload_stream(&first, digest, reader)?;
+        let pending = self.upload_stream(&missing[0], digest, size, reader)?;
         self.pending = Some(Pending {
-            repo: first,
-            location,
-            digest: digest.clone(),
-            size,
             mount_into: missing[1..].to_vec(),
+            ..pending
         });
         Ok(())
     }
@@ -444,11 +465,11 @@ impl<'a> Pusher<'a> {
 
     /// Finalize the pending upload, if any, here and now.
     fn settle_pending(&mut self) -> Result<(), PushError> {
-        if let Some(p) = self.pending.take() {
-            match settle(self.client, &p) {
+        if let Some(mut p) = self.pending.take() {
+            match settle(self.client, &mut p) {
                 Ok(mounted) => self.record(p, mounted),
                 Err(e) => {
-                    self.client.cancel_upload(&p.repo, &p.location);
+                    p.abandon(self.client);
                     return Err(e);
                 }
             }
@@ -536,44 +557,50 @@ impl<'a> Pusher<'a> {
     }
 
     /// Stream one blob: the archive is read (decompressed, hashed) on this
-    /// thread in chunks of [`UPLOAD_CHUNK`]; another thread PATCHes each chunk
-    /// while the next is read, through a channel of one, so at most three
-    /// chunks are in memory. Meanwhile a third settles the previous upload
-    /// ([`Pending`]). Returns the upload's location, to be finalized only
-    /// because the reader verified the blob.
+    /// thread in chunks of [`UPLOAD_CHUNK`], and a thread of its own sends
+    /// them as one PATCH ([`Client::patch_stream`]); the channel holds four,
+    /// so at most six chunks are in memory. Meanwhile a third thread settles the previous upload
+    /// ([`Pending`]). Returns once every byte was handed over and the reader
+    /// verified the blob; the PATCH's answer is waited for when it settles.
     fn upload_stream(
         &mut self,
         repo: &str,
         digest: &Digest,
+        size: u64,
         reader: &mut dyn VerifyingRead,
-    ) -> Result<String, PushError> {
+    ) -> Result<Pending, PushError> {
         let client = self.client;
-        let loc = client
+        let location = client
             .start_upload(repo)
             .map_err(Self::reg_err(format!("blob {digest}"), repo))?;
-        let previous = self.pending.take();
-        let (tx, rx) = sync_channel::<Bytes>(1);
-        let (pump, patch, settled) = std::thread::scope(|s| {
+        let (tx, body) = body_channel(4);
+        let patch = {
+            let (client, repo, location) = (client.clone(), repo.to_string(), location.clone());
+            std::thread::spawn(move || client.patch_stream(&repo, &location, size, body))
+        };
+        let pending = Pending {
+            repo: repo.to_string(),
+            location,
+            patch: Some(patch),
+            digest: digest.clone(),
+            size,
+            mount_into: vec![],
+        };
+        let mut previous = self.pending.take();
+        let mut read = 0u64;
+        let mut cut_off = false;
+        let (pump, settled) = std::thread::scope(|s| {
             let settling = previous
-                .as_ref()
+                .as_mut()
                 .map(|p| s.spawn(move || settle(client, p)));
-            let start = loc.clone();
-            let h = s.spawn(move || {
-                let mut loc = start;
-                let mut offset = 0u64;
-                for chunk in rx {
-                    let len = chunk.len() as u64;
-                    loc = client.patch_upload(repo, &loc, offset, chunk)?;
-                    offset += len;
-                }
-                Ok(loc)
-            });
             let pump: io::Result<()> = loop {
                 match read_chunk(reader, UPLOAD_CHUNK) {
                     Ok(chunk) if chunk.is_empty() => break Ok(()),
                     Ok(chunk) => {
-                        if tx.send(Bytes::from(chunk)).is_err() {
-                            // The upload side ended early; it reports why.
+                        read += chunk.len() as u64;
+                        if tx.blocking_send(Bytes::from(chunk)).is_err() {
+                            // The PATCH ended early; it says why.
+                            cut_off = true;
                             break Ok(());
                         }
                     }
@@ -581,123 +608,231 @@ impl<'a> Pusher<'a> {
                 }
             };
             drop(tx);
-            let patch = h.join().expect("upload thread");
             let settled = settling.map(|h| h.join().expect("settling thread"));
-            (pump, patch, settled)
+            (pump, settled)
         });
-        let cancel = |e: PushError| {
-            client.cancel_upload(repo, &loc);
-            Err(e)
-        };
         if let (Some(p), Some(settled)) = (previous, settled) {
             match settled {
                 Ok(mounted) => self.record(p, mounted),
                 Err(e) => {
-                    client.cancel_upload(&p.repo, &p.location);
-                    return cancel(e);
+                    p.abandon(client);
+                    pending.abandon(client);
+                    return Err(e);
                 }
             }
         }
         if let Err(e) = pump {
-            return cancel(PushError::Archive {
+            pending.abandon(client);
+            return Err(PushError::Archive {
                 digest: digest.clone(),
                 source: e,
             });
         }
-        let next = match patch {
-            Ok(n) => n,
-            Err(e) => return cancel(Self::reg_err(format!("blob {digest}"), repo)(e)),
-        };
-        if !reader.verified() {
-            return cancel(PushError::NotVerified {
-                digest: digest.clone(),
+        if !reader.verified() || read != size {
+            // The registry's failure, if it stopped taking the bytes before
+            // the blob's end; otherwise (and past the blob's size, which the
+            // body refuses) the archive's.
+            let failed = pending.abandon(client).filter(|_| cut_off && read <= size);
+            return Err(match failed {
+                Some(e) => Self::reg_err(format!("blob {digest}"), repo)(e),
+                None => PushError::NotVerified {
+                    digest: digest.clone(),
+                },
             });
         }
-        Ok(next)
+        Ok(pending)
     }
 
     /// After the archive verified: configs into every repository, then each
     /// manifest by digest. Returns nothing; tags come later (`tag_all`).
+    ///
+    /// Images go in parallel ([`MANIFEST_WORKERS`]): each of these small
+    /// requests waits mostly for the registry's fsyncs, and one at a time
+    /// they took a quarter of a load. An image's names go in order, so its
+    /// config is uploaded once and mounted for its other names.
     pub fn push_manifests(&mut self) -> Result<(), PushError> {
         if self.dry_run {
             return Ok(());
         }
         self.settle_pending()?;
         self.rewrite_manifests()?;
-        let names = self.names;
-        for n in names {
-            let img = &self.m.images[n.image];
+        let mut by_image: BTreeMap<usize, Vec<&PushName>> = BTreeMap::new();
+        for n in self.names {
+            by_image.entry(n.image).or_default().push(n);
+        }
+        let mut work = Vec::new();
+        for (i, names) in by_image {
+            let img = &self.m.images[i];
             let config = self
                 .small
                 .get(&img.config)
-                .cloned()
                 .ok_or_else(|| PushError::MissingSmallBlob(img.config.clone()))?;
-            let known = self
-                .present
+            let (digest, manifest) = self.manifest_of(i)?;
+            let present: Vec<bool> = names
                 .iter()
-                .find(|(_, d)| d == &img.config)
-                .map(|(r, _)| r.clone());
-            let left = self.mount_everywhere(
-                &img.config,
-                std::slice::from_ref(&n.repository),
-                known.as_deref(),
-            )?;
-            if !left.is_empty() {
-                self.client
-                    .push_blob_bytes(&n.repository, &img.config, &config)
-                    .map_err(Self::reg_err(
-                        format!("config {}", img.config),
-                        &n.repository,
-                    ))?;
-                self.present
-                    .insert((n.repository.clone(), img.config.clone()));
-                self.stats.blobs_uploaded += 1;
-                self.stats.bytes_uploaded += config.len() as u64;
+                .map(|n| {
+                    self.present
+                        .contains(&(n.repository.clone(), img.config.clone()))
+                })
+                .collect();
+            work.push((img, names, present, config.as_slice(), digest, manifest));
+        }
+        let client = self.client;
+        let placed = in_parallel(&work, |(img, names, present, config, digest, manifest)| {
+            let mut stats = PushStats::default();
+            let mut source: Option<&str> = None;
+            for (n, &known) in names.iter().zip(present) {
+                let repo = n.repository.as_str();
+                let err = |what: String| Self::reg_err(what, repo);
+                let cfg = || format!("config {}", img.config);
+                if known {
+                    source.get_or_insert(repo);
+                } else if client
+                    .blob_size(repo, &img.config)
+                    .map_err(err(cfg()))?
+                    .is_some()
+                {
+                    stats.blobs_present += 1;
+                    source.get_or_insert(repo);
+                } else {
+                    let mounted = match source {
+                        Some(from) => match client
+                            .mount_blob(repo, from, &img.config)
+                            .map_err(err(format!("{} (mount from {from})", cfg())))?
+                        {
+                            Mount::Mounted => true,
+                            Mount::Upload(loc) => {
+                                client.cancel_upload(repo, &loc);
+                                false
+                            }
+                        },
+                        None => false,
+                    };
+                    if mounted {
+                        stats.blobs_mounted += 1;
+                    } else {
+                        client
+                            .push_blob_bytes(repo, &img.config, config)
+                            .map_err(err(cfg()))?;
+                        stats.blobs_uploaded += 1;
+                        stats.bytes_uploaded += config.len() as u64;
+                        source.get_or_insert(repo);
+                    }
+                }
+                let reference = digest.to_string();
+                let what = || format!("manifest {digest}");
+                if client
+                    .head_manifest(repo, &reference)
+                    .map_err(err(what()))?
+                    .is_none()
+                {
+                    client
+                        .put_manifest(repo, &reference, manifest, &img.manifest_media_type)
+                        .map_err(err(what()))?;
+                    stats.manifests_pushed += 1;
+                }
             }
-            let (digest, manifest) = self.manifest_of(n.image)?;
-            let exists = self
-                .client
-                .head_manifest(&n.repository, &digest.to_string())
-                .map_err(Self::reg_err(format!("manifest {digest}"), &n.repository))?
-                .is_some();
-            if !exists {
-                self.client
-                    .put_manifest(
-                        &n.repository,
-                        &digest.to_string(),
-                        manifest,
-                        &img.manifest_media_type,
-                    )
-                    .map_err(Self::reg_err(format!("manifest {digest}"), &n.repository))?;
-                self.stats.manifests_pushed += 1;
-            }
+            Ok(stats)
+        })?;
+        let configs: Vec<(String, Digest)> = work
+            .iter()
+            .flat_map(|(img, names, ..)| {
+                names
+                    .iter()
+                    .map(|n| (n.repository.clone(), img.config.clone()))
+            })
+            .collect();
+        drop(work);
+        self.present.extend(configs);
+        for stats in placed {
+            self.stats.blobs_present += stats.blobs_present;
+            self.stats.blobs_mounted += stats.blobs_mounted;
+            self.stats.blobs_uploaded += stats.blobs_uploaded;
+            self.stats.bytes_uploaded += stats.bytes_uploaded;
+            self.stats.manifests_pushed += stats.manifests_pushed;
         }
         Ok(())
     }
 
-    /// Point every tag at its manifest (skipping tags already right).
+    /// Point every tag at its manifest (skipping tags already right), several
+    /// at a time as [`Pusher::push_manifests`] does.
     pub fn tag_all(&mut self) -> Result<(), PushError> {
+        let mut work = Vec::new();
         for n in self.names {
-            let img = &self.m.images[n.image];
-            let current = self
-                .client
-                .head_manifest(&n.repository, &n.tag)
-                .map_err(Self::reg_err(format!("tag {}", n.tag), &n.repository))?;
             let (digest, manifest) = self.manifest_of(n.image)?;
-            if current.as_ref() == Some(&digest) {
-                self.stats.tags_unchanged += 1;
-                continue;
+            work.push((n, digest, manifest));
+        }
+        let (client, dry_run, m) = (self.client, self.dry_run, self.m);
+        let set = in_parallel(&work, |(n, digest, manifest)| {
+            let err = || Self::reg_err(format!("tag {}", n.tag), &n.repository);
+            let current = client.head_manifest(&n.repository, &n.tag).map_err(err())?;
+            if current.as_ref() == Some(digest) {
+                return Ok(false);
             }
-            if self.dry_run {
+            if !dry_run {
+                let media_type = &m.images[n.image].manifest_media_type;
+                client
+                    .put_manifest(&n.repository, &n.tag, manifest, media_type)
+                    .map_err(err())?;
+            }
+            Ok(true)
+        })?;
+        for changed in set {
+            if changed {
                 self.stats.tags_set += 1;
-                continue;
+            } else {
+                self.stats.tags_unchanged += 1;
             }
-            self.client
-                .put_manifest(&n.repository, &n.tag, manifest, &img.manifest_media_type)
-                .map_err(Self::reg_err(format!("tag {}", n.tag), &n.repository))?;
-            self.stats.tags_set += 1;
         }
         Ok(())
+    }
+}
+
+/// Requests the manifest and tag phases keep in flight at once.
+const MANIFEST_WORKERS: usize = 4;
+
+/// `f` over `items` on up to [`MANIFEST_WORKERS`] threads; results in the
+/// items' order. The first failure stops handing out items, and is returned
+/// once the items under way ended.
+fn in_parallel<T: Sync, R: Send>(
+    items: &[T],
+    f: impl Fn(&T) -> Result<R, PushError> + Sync,
+) -> Result<Vec<R>, PushError> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let results: Mutex<Vec<Option<Result<R, PushError>>>> =
+        Mutex::new(items.iter().map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..MANIFEST_WORKERS.min(items.len()) {
+            s.spawn(|| {
+                while !failed.load(Ordering::SeqCst) {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(item) = items.get(i) else { break };
+                    let r = f(item);
+                    if r.is_err() {
+                        failed.store(true, Ordering::SeqCst);
+                    }
+                    results.lock().unwrap()[i] = Some(r);
+                }
+            });
+        }
+    });
+    let mut out = Vec::with_capacity(items.len());
+    let mut first_err = None;
+    for r in results.into_inner().unwrap() {
+        match r {
+            Some(Ok(v)) => out.push(v),
+            Some(Err(e)) => {
+                first_err.get_or_insert(e);
+            }
+            None => {}
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(out),
     }
 }
 
@@ -771,10 +906,10 @@ fn rewrite_layers(
     serde_json::to_vec(&v)
 }
 
-/// How much of a layer one PATCH carries. Large enough that per-request costs
-/// vanish, small enough that three in flight stay well inside load's memory
-/// budget.
-const UPLOAD_CHUNK: usize = 4 << 20;
+/// How much of a layer the archive reader hands over at a time. Large enough
+/// that per-chunk costs vanish, small enough that the chunks in flight stay
+/// well inside load's memory budget.
+const UPLOAD_CHUNK: usize = 1 << 20;
 
 /// Read up to `max` bytes; fewer only at the end of the stream.
 fn read_chunk(r: &mut dyn VerifyingRead, max: usize) -> io::Result<Vec<u8>> {

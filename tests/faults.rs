@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -356,9 +356,14 @@ const OLD_POLICY: &str = r#"{"default":[{"type":"insecureAcceptAnything"}]}"#;
 
 impl Site {
     fn new(compression: &str) -> Site {
+        Site::with_layers(compression, 64)
+    }
+
+    /// A site whose images' layers are about `size_kib` each.
+    fn with_layers(compression: &str, size_kib: u32) -> Site {
         let work = tempfile::tempdir().unwrap();
         let home = tempfile::tempdir().unwrap();
-        let src = source(work.path(), 64);
+        let src = source(work.path(), size_kib);
         let target = Registry::start();
         let key = |name: &str, uid: &str| {
             let prefix = work.path().join(name);
@@ -405,6 +410,13 @@ impl Site {
     }
 
     fn load(&self, archive: &Path, registry: &str, extra: &[&str]) -> Output {
+        ub(
+            self.home.path(),
+            &strs(&self.load_args(archive, registry, extra)),
+        )
+    }
+
+    fn load_args(&self, archive: &Path, registry: &str, extra: &[&str]) -> Vec<String> {
         let mut a: Vec<String> = vec![
             "load".into(),
             archive.display().to_string(),
@@ -429,7 +441,7 @@ impl Site {
             self.p("load.lock"),
         ];
         a.extend(extra.iter().map(|s| s.to_string()));
-        ub(self.home.path(), &strs(&a))
+        a
     }
 
     /// The trust paths are as the site started: the old policy.json, nothing else.
@@ -610,6 +622,116 @@ fn a_failed_final_put_fails_the_load_and_leaves_no_upload_open() {
     );
     let open = open_uploads(&reqs);
     assert!(open.is_empty(), "upload sessions left open: {open:?}");
+}
+
+/// Each blob goes to the registry in one PATCH, however big: the registry
+/// fsyncs at the end of every PATCH, so chunked uploads cost one fsync per
+/// chunk. Layers here are 6 MiB, several times what the archive reader
+/// hands over at a time (and more than any upload chunk we ever used).
+#[test]
+fn each_blob_is_uploaded_in_one_patch() {
+    let site = Site::with_layers("zstd", 6 * 1024);
+    let out = site.load(&site.archive, &site.target.addr, &["--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_exit(&out, 0, "load");
+    let reqs = site.target.requests();
+    let mut patches: BTreeMap<String, usize> = BTreeMap::new();
+    for r in reqs.iter().filter(|r| r.method == "PATCH") {
+        let id = r.path.split_once("/blobs/uploads/").unwrap().1;
+        *patches
+            .entry(id.split('?').next().unwrap().to_string())
+            .or_default() += 1;
+    }
+    let uploaded = v["push"]["blobs_uploaded"].as_u64().unwrap() as usize;
+    assert!(
+        v["push"]["bytes_uploaded"].as_u64().unwrap() > 9 * (5 << 20),
+        "nine layers of about 6 MiB went up: {v}"
+    );
+    assert_eq!(patches.len(), uploaded, "{patches:?}");
+    let many: Vec<_> = patches.iter().filter(|(_, &n)| n != 1).collect();
+    assert!(many.is_empty(), "uploads in several PATCHes: {many:?}");
+    for name in SET {
+        let (repo, tag) = name.split_once(':').unwrap();
+        assert_eq!(site.target.tags(repo), vec![tag.to_string()]);
+    }
+}
+
+/// A registry that takes an upload's request and then neither reads its
+/// body nor answers: the load fails as stalled after the read timeout (not
+/// after the whole transfer's worth of time, and not never), tags nothing
+/// and writes no trust file.
+#[test]
+fn a_stalled_upload_fails_after_the_read_timeout() {
+    let site = Site::with_layers("zstd", 2 * 1024);
+    let patch: Filter = std::sync::Arc::new(|m, p| m == "PATCH" && p.contains("/blobs/uploads/"));
+    let proxy = FaultProxy::start(site.target.port(), Fault::Stall { filter: patch });
+    let started = std::time::Instant::now();
+    let mut child = command(site.home.path())
+        .args(site.load_args(&site.archive, &proxy.addr, &["--retries", "1"]))
+        .env("U7S_READ_TIMEOUT", "2")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run u7s-bundle");
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(60) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("load hung on a stalled upload");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let took = started.elapsed();
+    let out = child.wait_with_output().unwrap();
+    assert_exit(&out, 1, "load whose upload stalls");
+    assert!(
+        text(&out).contains("took no bytes of the upload and gave no answer for 2 s"),
+        "{}",
+        text(&out)
+    );
+    assert_registry_failure_message(&out);
+    assert!(proxy.injected() > 0);
+    // Stalled for 2 s, noticed within twice that, then the session cancelled.
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    site.assert_no_tags();
+    site.assert_trust_untouched();
+}
+
+/// Manifests go several at a time. When one is refused, the load fails with
+/// the registry's error once those under way ended: no tag at all (tags come
+/// only after every manifest is in), no signature, no trust file; and the
+/// re-run completes.
+#[test]
+fn a_refused_manifest_fails_the_load_before_any_tag() {
+    let site = Site::new("zstd");
+    let put: Filter = std::sync::Arc::new(|m, p| m == "PUT" && p.contains("/manifests/"));
+    let proxy = FaultProxy::start(
+        site.target.port(),
+        Fault::FailAfter {
+            k: 3,
+            status: 500,
+            filter: put,
+        },
+    );
+    let out = site.load(&site.archive, &proxy.addr, &["--retries", "1"]);
+    assert_exit(&out, 1, "load whose fourth manifest is refused");
+    assert!(text(&out).contains("500"), "{}", text(&out));
+    assert!(proxy.injected() > 0);
+    site.assert_no_tags();
+    site.assert_trust_untouched();
+    let reqs = site.target.requests();
+    let by_digest = reqs
+        .iter()
+        .filter(|r| r.method == "PUT" && r.path.contains("/manifests/sha256:") && r.status == 201)
+        .count();
+    assert!(by_digest >= 3, "three manifests went in first: {by_digest}");
+
+    let out = site.load(&site.archive, &site.target.addr, &[]);
+    assert_exit(&out, 0, "re-run against the healthy registry");
+    for name in SET {
+        let (repo, tag) = name.split_once(':').unwrap();
+        assert_eq!(site.target.tags(repo), vec![tag.to_string()]);
+    }
 }
 
 #[test]

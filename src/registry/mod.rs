@@ -8,10 +8,13 @@
 //! the program be plain threads.
 
 pub mod auth;
+mod stream;
+
+pub use stream::{body_channel, BodyReceiver, BodySender};
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -79,6 +82,8 @@ pub enum RegistryError {
         #[source]
         source: reqwest::Error,
     },
+    #[error("PATCH {url}: the registry took no bytes of the upload and gave no answer for {secs} s (a stalled connection or a hung registry; --read-timeout sets how long to wait)")]
+    UploadStalled { url: String, secs: u64 },
     #[error("bad CA file {path}: {why}")]
     CaFile { path: String, why: String },
     #[error(transparent)]
@@ -100,7 +105,9 @@ impl RegistryError {
             RegistryError::Status { status, .. } => {
                 status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS
             }
-            RegistryError::Io { .. } | RegistryError::Stalled { .. } => true,
+            RegistryError::Io { .. }
+            | RegistryError::Stalled { .. }
+            | RegistryError::UploadStalled { .. } => true,
             _ => false,
         }
     }
@@ -122,9 +129,9 @@ pub struct ClientOptions {
     /// Longest silence on a connection (waiting for an answer or for the next
     /// bytes of a body) before the request fails as stalled; `None`: wait
     /// forever. Not a total timeout: a big layer may take many minutes, but a
-    /// half-open connection never sends anything again. For an upload the
-    /// clock runs from the start of each request to its answer, so one
-    /// upload chunk must go through within it (4 MiB in 120 s: ~35 KB/s).
+    /// half-open connection never sends anything again. A blob's upload
+    /// stalls when the registry takes none of its bytes, or gives no answer
+    /// after the last, for this long ([`Client::patch_stream`]).
     pub read_timeout: Option<Duration>,
 }
 
@@ -164,14 +171,19 @@ fn is_tls_failure(e: &reqwest::Error) -> bool {
     false
 }
 
-/// One registry endpoint. Cheap to share between threads (`&Client`).
+/// One registry endpoint. Cheap to share between threads (`&Client`), and
+/// cheap to clone (one connection pool and token cache for all clones).
+#[derive(Clone)]
 pub struct Client {
     http: HttpClient,
+    /// For the one request that streams a blob ([`Client::patch_stream`]);
+    /// no idle connections kept, as each upload runs its own runtime.
+    upload_http: reqwest::Client,
     host: String,
     base: url::Url,
     credentials: Option<Credentials>,
     /// Authorization header value per repository scope, learnt from challenges.
-    tokens: Mutex<HashMap<String, String>>,
+    tokens: Arc<Mutex<HashMap<String, String>>>,
     attempts: u32,
     read_timeout: Option<Duration>,
 }
@@ -194,9 +206,37 @@ impl Client {
     pub fn new(host: &str, opts: &ClientOptions) -> Result<Client> {
         // Idempotent: the first call wins, later calls see it installed.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut b = HttpClient::builder()
-            .user_agent(concat!("u7s-bundle/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(15))
+        let certs = match &opts.ca_file {
+            Some(ca) => {
+                let pem = std::fs::read(ca).map_err(|e| RegistryError::CaFile {
+                    path: ca.display().to_string(),
+                    why: e.to_string(),
+                })?;
+                let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                    RegistryError::CaFile {
+                        path: ca.display().to_string(),
+                        why: e.to_string(),
+                    }
+                })?;
+                if certs.is_empty() {
+                    return Err(RegistryError::CaFile {
+                        path: ca.display().to_string(),
+                        why: "no PEM certificate in it".into(),
+                    });
+                }
+                certs
+            }
+            None => vec![],
+        };
+        // The same settings for both clients (their builders are distinct types).
+        macro_rules! common {
+            ($b:expr) => {
+                $b.user_agent(concat!("u7s-bundle/", env!("CARGO_PKG_VERSION")))
+                    .connect_timeout(Duration::from_secs(15))
+                    .tls_certs_merge(certs.clone())
+            };
+        }
+        let b = common!(HttpClient::builder())
             // The blocking client's timeout is not a total one: it bounds the
             // wait for the answer (request body included) and then each read
             // of the response body separately, so a layer may take many
@@ -204,24 +244,14 @@ impl Client {
             // `read_timeout` would need a Tokio runtime in the reading thread.)
             .timeout(opts.read_timeout)
             .pool_max_idle_per_host(8);
-        if let Some(ca) = &opts.ca_file {
-            let pem = std::fs::read(ca).map_err(|e| RegistryError::CaFile {
-                path: ca.display().to_string(),
-                why: e.to_string(),
+        let upload_http = common!(reqwest::Client::builder())
+            .pool_max_idle_per_host(0)
+            .build()
+            .map_err(|source| RegistryError::Http {
+                method: Method::PATCH,
+                url: host.to_string(),
+                source,
             })?;
-            let certs =
-                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| RegistryError::CaFile {
-                    path: ca.display().to_string(),
-                    why: e.to_string(),
-                })?;
-            if certs.is_empty() {
-                return Err(RegistryError::CaFile {
-                    path: ca.display().to_string(),
-                    why: "no PEM certificate in it".into(),
-                });
-            }
-            b = b.tls_certs_merge(certs);
-        }
         let http = b.build().map_err(|source| RegistryError::Http {
             method: Method::GET,
             url: host.to_string(),
@@ -241,10 +271,11 @@ impl Client {
             .or_else(|| auth::find_credentials(host, &auth::auth_file_candidates()));
         Ok(Client {
             http,
+            upload_http,
             host: host.to_string(),
             base,
             credentials,
-            tokens: Mutex::new(HashMap::new()),
+            tokens: Arc::new(Mutex::new(HashMap::new())),
             attempts: opts.attempts.max(1),
             read_timeout: opts.read_timeout,
         })
@@ -572,15 +603,11 @@ impl Client {
         self.location(&resp, &url)
     }
 
-    /// Append `chunk` at `offset` to an upload session (a chunked PATCH with
-    /// Content-Range). Returns the next location. Not retried here: a failed
-    /// chunk fails the blob, and a re-run uploads what is still missing.
-    ///
-    /// Whole chunks, not one streaming PATCH: reqwest's blocking body reads
-    /// its source 8 KiB at a time and hands each piece to the runtime thread,
-    /// and those hand-offs were half of load's CPU. A `Bytes` body is written
-    /// to the socket as it is.
-    pub fn patch_upload(
+    /// Append `chunk` at `offset` to an upload session (a PATCH with
+    /// Content-Range), for small blobs held in memory; blobs streamed from
+    /// the archive go through [`Client::patch_stream`]. Returns the next
+    /// location.
+    fn patch_upload(
         &self,
         repo: &str,
         location: &str,

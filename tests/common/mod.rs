@@ -1036,6 +1036,9 @@ pub enum Fault {
     /// Forward, but relay responses `chunk` bytes at a time with `pause` in
     /// between (a slow link).
     Slow { chunk: usize, pause: Duration },
+    /// Take matching requests' heads, then neither read nor answer until
+    /// the proxy stops (a hung registry, a half-open connection).
+    Stall { filter: Filter },
 }
 
 /// One request the proxy saw.
@@ -1200,6 +1203,7 @@ fn proxy_one(st: &ProxyState, mut client: TcpStream) -> std::io::Result<()> {
         Answer(u16),
         Reset,
         Slow(usize, Duration),
+        Stall,
     }
     let action = {
         let fault = st.fault.lock().unwrap().clone();
@@ -1223,6 +1227,10 @@ fn proxy_one(st: &ProxyState, mut client: TcpStream) -> std::io::Result<()> {
                 }
             }
             Fault::Slow { chunk, pause } => Action::Slow(chunk.max(1), pause),
+            Fault::Stall { filter } => match hit(&filter) {
+                Some(_) => Action::Stall,
+                None => Action::Forward,
+            },
         }
     };
     let log = |injected: bool| {
@@ -1236,6 +1244,13 @@ fn proxy_one(st: &ProxyState, mut client: TcpStream) -> std::io::Result<()> {
     let content_length: u64 = head_value(&head, "content-length")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
+    if let Action::Stall = action {
+        log(true);
+        while !st.stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        return Ok(());
+    }
     if let Action::Answer(status) = action {
         // Read the request body first, so the client sees our answer rather
         // than a reset while it is still sending.
