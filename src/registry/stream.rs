@@ -3,13 +3,13 @@
 //!
 //! Why not reqwest's blocking client, as for every other request: its
 //! streaming body reads the source 8 KiB at a time and hands each piece to
-//! its runtime thread, and those hand-offs cost more CPU than the rest of
-//! the load together. Whole chunks as one PATCH each avoided that, but the
-//! registry fsyncs every PATCH (data and hash state: 536 fsyncs for 296 MB
-//! in 4 MiB chunks), and one streaming PATCH per blob is what lets a blob's
-//! fsync overlap the next blob's bytes. So this one request goes through
-//! reqwest's async client, on a single-threaded runtime in the uploading
-//! thread, with a body of whole chunks.
+//! its runtime thread, and those hand-offs added two thirds to the load's
+//! CPU (2.2 s against 1.35 s for 296 MB). Whole chunks as one PATCH each
+//! avoided that, but the registry fsyncs every PATCH (data and hash state:
+//! 536 fsyncs for 296 MB in 4 MiB chunks), and one streaming PATCH per blob
+//! is what lets a blob's fsync overlap the next blob's bytes. So this one
+//! request goes through reqwest's async client, on a single-threaded runtime
+//! in the uploading thread, with a body of whole chunks.
 //!
 //! The blocking client's timeout bounds a whole request, which a big layer
 //! may rightly exceed; here [`Client::patch_stream`] watches for silence
