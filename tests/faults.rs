@@ -734,6 +734,36 @@ fn a_refused_manifest_fails_the_load_before_any_tag() {
     }
 }
 
+/// The registry dies in the middle of an upload's body (its end of the
+/// connection reset while we write): the load fails with exit 1 and the
+/// registry named as the cause, tags nothing and writes no trust file.
+/// Several rounds, as where the reset meets our writes is a matter of timing.
+#[test]
+fn a_registry_dying_mid_upload_fails_the_load_with_a_message() {
+    let site = Site::with_layers("zstd", 4 * 1024);
+    let patch: Filter = std::sync::Arc::new(|m, p| m == "PATCH" && p.contains("/blobs/uploads/"));
+    for round in 0..4 {
+        let proxy = FaultProxy::start(
+            site.target.port(),
+            Fault::DieMidRequest {
+                bytes: 256 * 1024,
+                filter: patch.clone(),
+            },
+        );
+        let out = site.load(&site.archive, &proxy.addr, &["--retries", "1"]);
+        assert_exit(
+            &out,
+            1,
+            &format!("round {round}: the registry died mid-upload"),
+        );
+        assert!(text(&out).contains("PATCH"), "{}", text(&out));
+        assert_registry_failure_message(&out);
+        assert!(proxy.injected() > 0);
+        site.assert_no_tags();
+        site.assert_trust_untouched();
+    }
+}
+
 #[test]
 fn a_truncated_archive_is_refused_before_any_tag() {
     for compression in ["zstd", "xz"] {

@@ -1039,6 +1039,10 @@ pub enum Fault {
     /// Take matching requests' heads, then neither read nor answer until
     /// the proxy stops (a hung registry, a half-open connection).
     Stall { filter: Filter },
+    /// Read `bytes` of a matching request's body (at most half of it), then
+    /// drop the connection with a reset, unread data and all (a registry
+    /// killed mid-upload).
+    DieMidRequest { bytes: u64, filter: Filter },
 }
 
 /// One request the proxy saw.
@@ -1204,6 +1208,7 @@ fn proxy_one(st: &ProxyState, mut client: TcpStream) -> std::io::Result<()> {
         Reset,
         Slow(usize, Duration),
         Stall,
+        Die(u64),
     }
     let action = {
         let fault = st.fault.lock().unwrap().clone();
@@ -1231,6 +1236,10 @@ fn proxy_one(st: &ProxyState, mut client: TcpStream) -> std::io::Result<()> {
                 Some(_) => Action::Stall,
                 None => Action::Forward,
             },
+            Fault::DieMidRequest { bytes, filter } => match hit(&filter) {
+                Some(_) => Action::Die(bytes),
+                None => Action::Forward,
+            },
         }
     };
     let log = |injected: bool| {
@@ -1244,6 +1253,23 @@ fn proxy_one(st: &ProxyState, mut client: TcpStream) -> std::io::Result<()> {
     let content_length: u64 = head_value(&head, "content-length")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
+    if let Action::Die(bytes) = action {
+        log(true);
+        // Never more than half the body: the connection dies mid-request.
+        let mut left = bytes
+            .min(content_length / 2)
+            .saturating_sub(early_body.len() as u64);
+        let mut buf = vec![0u8; 64 * 1024];
+        while left > 0 {
+            let n = client.read(&mut buf[..left.min(64 * 1024) as usize])?;
+            if n == 0 {
+                break;
+            }
+            left -= n as u64;
+        }
+        reset(client);
+        return Ok(());
+    }
     if let Action::Stall = action {
         log(true);
         while !st.stop.load(Ordering::SeqCst) {
