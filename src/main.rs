@@ -6,12 +6,25 @@ mod commands;
 use clap::Parser;
 
 fn main() {
-    // Die quietly on a closed pipe (`u7s-bundle plan --json | head`), as Unix
-    // tools do, instead of panicking on the failed write.
-    // SAFETY: resetting a signal disposition before any thread starts.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    // SIGPIPE stays ignored (Rust's default). When a registry dies in the
+    // middle of an upload, the socket write fails with EPIPE and the kernel
+    // sends SIGPIPE to the whole process, not just the writing thread: its
+    // default action would end a load with no message at all. Instead, a
+    // closed stdout (`u7s-bundle plan --json | head`) ends the process
+    // quietly here, with the exit status of a SIGPIPE death, as Unix tools do.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let msg = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.starts_with("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(128 + libc::SIGPIPE);
+        }
+        default_hook(info)
+    }));
     let cli = cli::Cli::parse();
     let code = match commands::run(cli) {
         Ok(()) => 0,

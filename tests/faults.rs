@@ -872,6 +872,43 @@ fn interrupt_build(
     (status.code(), seen)
 }
 
+/// A reader that closed stdout early (`u7s-bundle plan --json | head`) ends
+/// the process quietly with a SIGPIPE-death status, no panic message —
+/// while SIGPIPE itself stays ignored, so that a registry dying mid-upload
+/// is an error with a message, not a silent death
+/// (`a_registry_dying_mid_upload_fails_the_load_with_a_message`).
+#[test]
+fn a_closed_stdout_ends_the_process_quietly() {
+    use std::os::fd::FromRawFd;
+    let home = tempfile::tempdir().unwrap();
+    let mut fds = [0; 2];
+    // SAFETY: a fresh pipe; its read end is closed at once, so every write
+    // to the other end fails with EPIPE.
+    let write_end = unsafe {
+        assert_eq!(libc::pipe(fds.as_mut_ptr()), 0);
+        libc::close(fds[0]);
+        std::fs::File::from_raw_fd(fds[1])
+    };
+    let out = command(home.path())
+        .args([
+            "plan",
+            "--platform",
+            "c10f",
+            "--kube-version",
+            "v1.26.9",
+            "--arch",
+            "amd64",
+            "--json",
+        ])
+        .stdout(Stdio::from(write_end))
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    assert!(stderr.is_empty(), "printed on a closed stdout: {stderr}");
+}
+
 #[test]
 fn signals_stop_a_build_cleanly() {
     let work = tempfile::tempdir().unwrap();
