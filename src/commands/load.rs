@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
-use super::verify::{check_layout, check_signature};
 use super::{print_json, registry_client, trusted_keys, Exit};
 use crate::cli::{LayerCompressionArg, LoadArgs};
 use u7s_bundle::bundle::model::BlobKind;
 use u7s_bundle::bundle::reader::{self, Entry};
+use u7s_bundle::bundle::verify::{check_layout, check_signature};
 use u7s_bundle::bundle::BundleManifest;
 use u7s_bundle::digest::Digest;
 use u7s_bundle::progress::Progress;

@@ -53,6 +53,7 @@ pub const EXIT_VERIFICATION: i32 = 3;
 /// interruptions, 1 otherwise.
 pub fn exit_code(err: &anyhow::Error) -> i32 {
     use u7s_bundle::bundle::reader::ReadError;
+    use u7s_bundle::bundle::verify::VerifyError;
     for cause in err.chain() {
         if let Some(e) = cause.downcast_ref::<Exit>() {
             return exit_of(e);
@@ -68,6 +69,13 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
                 .is_some_and(is_verification)
             {
                 return EXIT_VERIFICATION;
+            }
+            if let Some(e) = inner.downcast_ref::<VerifyError>() {
+                return if e.is_verification() {
+                    EXIT_VERIFICATION
+                } else {
+                    1
+                };
             }
             if let Some(
                 u7s_bundle::push::PushError::NotVerified { .. }
@@ -102,20 +110,7 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
 /// Signature checks that failed (3), as opposed to trouble with our own
 /// signing key, files or gpg (1).
 fn is_verification(e: &u7s_bundle::sign::SignError) -> bool {
-    use u7s_bundle::sign::SignError as E;
-    matches!(
-        e,
-        E::MalformedSignature(_)
-            | E::UnknownKey { .. }
-            | E::BadSignature { .. }
-            | E::KeyExpired { .. }
-            | E::KeyRevoked { .. }
-            | E::KeyInvalid { .. }
-            | E::NotPrimaryKey { .. }
-            | E::SignatureCount(_)
-            | E::NotSignedMessage(_)
-            | E::InvalidPayload(_)
-    )
+    e.is_verification()
 }
 
 fn exit_of(e: &Exit) -> i32 {

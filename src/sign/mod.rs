@@ -237,6 +237,26 @@ pub enum SignError {
 }
 
 impl SignError {
+    /// Signature checks that failed (the bundle or image is not to be trusted),
+    /// as opposed to trouble with our own signing key, files or gpg.
+    pub fn is_verification(&self) -> bool {
+        matches!(
+            self,
+            SignError::MalformedSignature(_)
+                | SignError::UnknownKey { .. }
+                | SignError::BadSignature { .. }
+                | SignError::KeyExpired { .. }
+                | SignError::KeyRevoked { .. }
+                | SignError::KeyInvalid { .. }
+                | SignError::NotPrimaryKey { .. }
+                | SignError::SignatureCount(_)
+                | SignError::NotSignedMessage(_)
+                | SignError::InvalidPayload(_)
+        )
+    }
+}
+
+impl SignError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         SignError::Io {
             path: path.into(),
