@@ -5,7 +5,6 @@ use std::fs;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
-use super::plan::{planned_images, substitute_missing, Planned};
 use super::{
     default_jobs, human_bytes, image_set, load_profiles, print_json, registry_client, select_arch,
     Exit,
@@ -17,6 +16,7 @@ use u7s_bundle::bundle::model::{MANIFEST_NAME, SIGNATURE_NAME};
 use u7s_bundle::bundle::writer::{self, Content, Entry, Hooks};
 use u7s_bundle::cache::Cache;
 use u7s_bundle::fsutil::PendingFile;
+use u7s_bundle::plan::{planned_images, substitute_missing, Planned};
 use u7s_bundle::progress::Progress;
 use u7s_bundle::reference::Reference;
 use u7s_bundle::{interrupt, pull, sign};

@@ -17,7 +17,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 
 use crate::cli::{Cli, Command, RegistryArgs, SelectArgs, TrustArgs};
-use u7s_bundle::profile::{self, ImageSet, Profiles};
+use u7s_bundle::profile::{ImageSet, Profiles};
 use u7s_bundle::registry::{self, auth::Credentials, Client, ClientOptions};
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -159,51 +159,15 @@ pub fn select_arch(arch: Option<&str>) -> Result<(String, Option<String>)> {
     Ok(u7s_bundle::platform::normalize_arch(a)?)
 }
 
-/// The image set for the selection. With `--set-available-images` and a version
-/// the profile does not know, the newest known patch of the same minor supplies
-/// pause/etcd/coredns and the kube-* images carry the requested version (their
-/// tags are then looked up on the source, see `plan::substitute_missing`).
+/// The image set for the selection (see `plan::image_set`).
 pub fn image_set(profiles: &Profiles, select: &SelectArgs) -> Result<ImageSet> {
-    match profiles.image_set(
+    Ok(u7s_bundle::plan::image_set(
+        profiles,
         &select.platform,
         select.kube_version.as_deref(),
         select.flannel_tag.as_deref(),
-    ) {
-        Ok(s) => Ok(s),
-        Err(profile::ProfileError::UnknownVersion { .. }) if select.set_available_images => {
-            let wanted: profile::KubeVersion = select
-                .kube_version
-                .as_deref()
-                .unwrap_or_default()
-                .parse()
-                .context("--kube-version")?;
-            let platform = profiles.platform(&select.platform)?;
-            let base = platform
-                .versions()
-                .into_iter()
-                .filter(|v| v.major == wanted.major && v.minor == wanted.minor)
-                .max()
-                .with_context(|| {
-                    format!(
-                        "the profile knows no kubernetes {}.{} release to take pause/etcd/coredns from",
-                        wanted.major, wanted.minor
-                    )
-                })?;
-            let mut set = profiles.image_set(
-                &select.platform,
-                Some(&base.to_string()),
-                select.flannel_tag.as_deref(),
-            )?;
-            for img in &mut set.images {
-                if img.tag == set.kube_version {
-                    img.tag = wanted.to_string();
-                }
-            }
-            set.kube_version = wanted.to_string();
-            Ok(set)
-        }
-        Err(e) => Err(e.into()),
-    }
+        select.set_available_images,
+    )?)
 }
 
 /// Trusted keys: --keyring files plus every *.pgp in the trusted directory.
