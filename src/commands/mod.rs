@@ -7,6 +7,7 @@ mod inspect;
 mod keygen;
 mod load;
 mod man;
+mod node;
 mod plan;
 mod preflight;
 mod profiles;
