@@ -16,7 +16,9 @@ pub enum PlanError {
     /// The requested version is not a version (only with `set_available`).
     #[error("--kube-version")]
     KubeVersion(#[source] ProfileError),
-    #[error("the profile knows no kubernetes {major}.{minor} release to take pause/etcd/coredns from")]
+    #[error(
+        "the profile knows no kubernetes {major}.{minor} release to take pause/etcd/coredns from"
+    )]
     NoBaseRelease { major: u64, minor: u64 },
     #[error("image {name} from the profile")]
     Reference {
@@ -90,11 +92,12 @@ pub fn planned_images(set: &ImageSet, source: &str) -> Result<Vec<Planned>, Plan
         .iter()
         .map(|img| {
             let name = img.name();
-            let source = Reference::parse(&format!("{source}/{name}"))
-                .map_err(|source| PlanError::Reference {
+            let source = Reference::parse(&format!("{source}/{name}")).map_err(|source| {
+                PlanError::Reference {
                     name: name.clone(),
                     source,
-                })?;
+                }
+            })?;
             Ok(Planned {
                 name,
                 role: Some(img.role.clone()),

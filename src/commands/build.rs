@@ -9,7 +9,7 @@ use super::{
     default_jobs, human_bytes, image_set, load_profiles, print_json, registry_client, select_arch,
     Exit,
 };
-use crate::cli::{BuildArgs, CompressionArg};
+use crate::cli::BuildArgs;
 use u7s_bundle::bundle::assemble::{self, BlobData, BundleInfo};
 use u7s_bundle::bundle::compress::{Codec, EncodeOptions};
 use u7s_bundle::bundle::model::{MANIFEST_NAME, SIGNATURE_NAME};
@@ -55,10 +55,7 @@ pub fn run(args: BuildArgs) -> Result<()> {
             p.preserve = true;
         }
     }
-    let codec = match args.compression {
-        CompressionArg::Xz => Codec::Xz,
-        CompressionArg::Zstd => Codec::Zstd,
-    };
+    let codec = Codec::from(args.compression);
     let arch_label = match &variant {
         Some(v) => format!("{arch}{v}"),
         None => arch.clone(),

@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 
 use super::{print_json, registry_client, trusted_keys, Exit};
-use crate::cli::{LayerCompressionArg, LoadArgs};
+use crate::cli::LoadArgs;
 use u7s_bundle::bundle::model::BlobKind;
 use u7s_bundle::bundle::reader::{self, Entry};
 use u7s_bundle::bundle::verify::{check_layout, check_signature};
@@ -57,7 +57,8 @@ pub fn run(args: LoadArgs) -> Result<()> {
         ),
     };
 
-    let plain_http = args.registry_opts.plain_http || is_registry_local(&args.registry);
+    let plain_http =
+        args.registry_opts.plain_http || u7s_bundle::reference::is_registry_local(&args.registry);
     let client = registry_client(&args.registry, plain_http, &args.registry_opts)?;
     if !args.dry_run {
         client.ping().with_context(|| {
@@ -106,11 +107,7 @@ pub fn run(args: LoadArgs) -> Result<()> {
     let mut pusher: Option<Pusher> = None;
     let mut index_json: Option<Vec<u8>> = None;
     let legacy_names = !args.no_legacy_names;
-    let layer_compression = match args.layer_compression {
-        LayerCompressionArg::None => LayerCompression::None,
-        LayerCompressionArg::Gzip => LayerCompression::Gzip,
-        LayerCompressionArg::Zstd => LayerCompression::Zstd,
-    };
+    let layer_compression = LayerCompression::from(args.layer_compression);
     let task = progress.bytes_task("Verifying and pushing", None);
     let check_header = |h: &reader::Header| -> Result<(), reader::BoxError> {
         signer_fpr = check_signature(
@@ -314,10 +311,6 @@ pub fn run(args: LoadArgs) -> Result<()> {
 #[derive(Debug, thiserror::Error)]
 #[error("the rest of the archive is already in the registry")]
 struct StopReading;
-
-fn is_registry_local(host: &str) -> bool {
-    host == "registry.local" || host.starts_with("registry.local:")
-}
 
 #[derive(Debug, Default, serde::Serialize)]
 struct SignStats {

@@ -67,10 +67,6 @@ impl Selection {
     }
 }
 
-fn is_registry_local(host: &str) -> bool {
-    host == "registry.local" || host.starts_with("registry.local:")
-}
-
 /// Resolve the selection options: `--bundle`, else the profiles with the
 /// platform from the options / the host / the last bundle, the version from
 /// the options / the last bundle.
@@ -81,7 +77,7 @@ pub fn select(args: &ClusterSelectArgs) -> Result<Selection> {
             args.registry
         );
     }
-    let plain_http = args.plain_http || is_registry_local(&args.registry);
+    let plain_http = args.plain_http || u7s_bundle::reference::is_registry_local(&args.registry);
     if let Some(path) = &args.bundle {
         return select_from_bundle(args, path, plain_http);
     }
@@ -434,7 +430,7 @@ pub fn check(args: &ClusterSelectArgs, sel: &Selection) -> Report {
 }
 
 fn registry_fix(sel: &Selection) -> String {
-    if is_registry_local(&sel.registry) {
+    if u7s_bundle::reference::is_registry_local(&sel.registry) {
         "start the registry on the first master (podsec: systemctl start docker-registry) \
          and make /etc/hosts map registry.local to it"
             .into()
@@ -455,7 +451,7 @@ fn resolves(host: &str) -> Result<(), String> {
 /// (podsec-create-policy writes them into /etc/hosts).
 fn hosts_checks(sel: &Selection, lookaside: Option<&str>, checks: &mut Vec<Check>) {
     let mut names = Vec::new();
-    if is_registry_local(&sel.registry) {
+    if u7s_bundle::reference::is_registry_local(&sel.registry) {
         names.push("registry.local");
     }
     let sigstore_host = lookaside
