@@ -31,21 +31,11 @@ pub fn run(args: BuildArgs) -> Result<()> {
     let jobs = args.jobs.unwrap_or_else(default_jobs).max(1);
 
     // Everything that can fail without the network fails first.
-    let signer = match &args.sign_key {
-        Some(path) => {
-            let pass = args
-                .passphrase_file
-                .as_deref()
-                .map(sign::keys::passphrase_from_file)
-                .transpose()
-                .context("reading --passphrase-file")?;
-            Some(
-                sign::keys::SigningKey::from_file(path, pass.as_deref())
-                    .with_context(|| format!("loading the signing key {}", path.display()))?,
-            )
-        }
-        None => None,
-    };
+    let signer = args
+        .sign_key
+        .as_deref()
+        .map(|path| sign::open_key_file(path, args.passphrase_file.as_deref()))
+        .transpose()?;
     let mut planned = planned_images(&set, &args.source)?;
     for extra in &args.extra_images {
         planned.push(parse_extra(extra, &args.source)?);

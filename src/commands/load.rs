@@ -7,7 +7,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde_json::json;
 
 use super::{print_json, registry_client, trusted_keys, Exit};
@@ -29,33 +29,11 @@ pub fn run(args: LoadArgs) -> Result<()> {
     let keyring = trusted_keys(&args.trust)?;
 
     // The signer first: a wrong passphrase or a missing key fails before any work.
-    let signer: Box<dyn ImageSigner> = match (&args.sign_key, &args.sign_by) {
-        (Some(path), _) => {
-            let pass = args
-                .passphrase_file
-                .as_deref()
-                .map(sign::keys::passphrase_from_file)
-                .transpose()
-                .context("reading --passphrase-file")?;
-            Box::new(
-                sign::keys::SigningKey::from_file(path, pass.as_deref())
-                    .with_context(|| format!("loading the signing key {}", path.display()))?,
-            )
-        }
-        (None, Some(id)) => Box::new(
-            sign::GpgSigner::with_options(
-                id,
-                sign::GpgOptions {
-                    passphrase_file: args.passphrase_file.clone(),
-                    ..Default::default()
-                },
-            )
-            .with_context(|| format!("finding the GnuPG key {id:?} (--sign-by)"))?,
-        ),
-        (None, None) => bail!(
-            "no signing key: give --sign-key FILE (see `u7s-bundle keygen`) or --sign-by ID (a GnuPG key of this user)"
-        ),
-    };
+    let signer = sign::open_signer(
+        args.sign_key.as_deref(),
+        args.sign_by.as_deref(),
+        args.passphrase_file.as_deref(),
+    )?;
 
     let plain_http =
         args.registry_opts.plain_http || u7s_bundle::reference::is_registry_local(&args.registry);

@@ -24,6 +24,7 @@ use std::path::PathBuf;
 pub mod detached;
 pub mod gpg;
 pub mod keys;
+mod open;
 pub mod simple;
 mod verify;
 
@@ -38,6 +39,7 @@ pub use keys::{
     generate, keyring_from_dir, load_keyring, load_keyring_bytes, passphrase_from_file,
     write_key_pair, SigningKey,
 };
+pub use open::{open_key_file, open_signer, OpenSignerError};
 pub use simple::{parse_payload, payload, verify_simple, ImageSigner, SimplePayload};
 
 /// Result type of this module.
