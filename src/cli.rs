@@ -537,3 +537,22 @@ pub struct JoinArgs {
     #[command(flatten)]
     pub run: KubeadmRunArgs,
 }
+
+impl From<CompressionArg> for u7s_bundle::bundle::Codec {
+    fn from(a: CompressionArg) -> Self {
+        match a {
+            CompressionArg::Xz => Self::Xz,
+            CompressionArg::Zstd => Self::Zstd,
+        }
+    }
+}
+
+impl From<LayerCompressionArg> for u7s_bundle::push::LayerCompression {
+    fn from(a: LayerCompressionArg) -> Self {
+        match a {
+            LayerCompressionArg::None => Self::None,
+            LayerCompressionArg::Gzip => Self::Gzip,
+            LayerCompressionArg::Zstd => Self::Zstd,
+        }
+    }
+}

@@ -17,6 +17,7 @@ pub mod interrupt;
 pub mod kubeadm;
 pub mod lock;
 pub mod oci;
+pub mod plan;
 pub mod platform;
 pub mod policy_eval;
 pub mod profile;

@@ -76,6 +76,12 @@ pub fn is_valid_tag(s: &str) -> bool {
             .all(|&x| x.is_ascii_alphanumeric() || matches!(x, b'_' | b'.' | b'-'))
 }
 
+/// Is `host` the node-local registry (`registry.local[:port]`)? It is spoken to
+/// over plain HTTP: podsec serves it on loopback without TLS.
+pub fn is_registry_local(host: &str) -> bool {
+    host == "registry.local" || host.starts_with("registry.local:")
+}
+
 /// Is `s` a plausible registry host (`name[:port]`, `[v6]:port`)?
 pub fn is_valid_registry(s: &str) -> bool {
     let (host, port) = match s.rsplit_once(':') {

@@ -5,18 +5,18 @@ use std::fs;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 
-use super::plan::{planned_images, substitute_missing, Planned};
 use super::{
     default_jobs, human_bytes, image_set, load_profiles, print_json, registry_client, select_arch,
     Exit,
 };
-use crate::cli::{BuildArgs, CompressionArg};
+use crate::cli::BuildArgs;
 use u7s_bundle::bundle::assemble::{self, BlobData, BundleInfo};
 use u7s_bundle::bundle::compress::{Codec, EncodeOptions};
 use u7s_bundle::bundle::model::{MANIFEST_NAME, SIGNATURE_NAME};
 use u7s_bundle::bundle::writer::{self, Content, Entry, Hooks};
 use u7s_bundle::cache::Cache;
 use u7s_bundle::fsutil::PendingFile;
+use u7s_bundle::plan::{planned_images, substitute_missing, Planned};
 use u7s_bundle::progress::Progress;
 use u7s_bundle::reference::Reference;
 use u7s_bundle::{interrupt, pull, sign};
@@ -31,21 +31,11 @@ pub fn run(args: BuildArgs) -> Result<()> {
     let jobs = args.jobs.unwrap_or_else(default_jobs).max(1);
 
     // Everything that can fail without the network fails first.
-    let signer = match &args.sign_key {
-        Some(path) => {
-            let pass = args
-                .passphrase_file
-                .as_deref()
-                .map(sign::keys::passphrase_from_file)
-                .transpose()
-                .context("reading --passphrase-file")?;
-            Some(
-                sign::keys::SigningKey::from_file(path, pass.as_deref())
-                    .with_context(|| format!("loading the signing key {}", path.display()))?,
-            )
-        }
-        None => None,
-    };
+    let signer = args
+        .sign_key
+        .as_deref()
+        .map(|path| sign::open_key_file(path, args.passphrase_file.as_deref()))
+        .transpose()?;
     let mut planned = planned_images(&set, &args.source)?;
     for extra in &args.extra_images {
         planned.push(parse_extra(extra, &args.source)?);
@@ -55,10 +45,7 @@ pub fn run(args: BuildArgs) -> Result<()> {
             p.preserve = true;
         }
     }
-    let codec = match args.compression {
-        CompressionArg::Xz => Codec::Xz,
-        CompressionArg::Zstd => Codec::Zstd,
-    };
+    let codec = Codec::from(args.compression);
     let arch_label = match &variant {
         Some(v) => format!("{arch}{v}"),
         None => arch.clone(),

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
 
-use super::preflight::{self, Selection};
+use super::node::{self, Selection};
 use crate::cli::{ClusterSelectArgs, InitArgs, JoinArgs, KubeadmRunArgs};
 use u7s_bundle::fsutil;
 use u7s_bundle::kubeadm::{
@@ -66,7 +66,7 @@ fn run(select: &ClusterSelectArgs, opts: &KubeadmRunArgs, join: Option<JoinSpec>
         kubeadm::validate_endpoint(e)
             .map_err(|e| anyhow::anyhow!("--control-plane-endpoint: {e}"))?;
     }
-    let sel = preflight::select(select)?;
+    let sel = node::select(select)?;
     if opts.print_config {
         let spec = ClusterSpec {
             kube_version: sel.kube_version,
@@ -87,7 +87,7 @@ fn run(select: &ClusterSelectArgs, opts: &KubeadmRunArgs, join: Option<JoinSpec>
         return Ok(());
     }
 
-    let report = preflight::check(select, &sel);
+    let report = node::check(select, &sel);
     {
         let mut out = std::io::stdout().lock();
         report.print(&sel, &mut out)?;

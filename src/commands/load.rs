@@ -7,14 +7,14 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde_json::json;
 
-use super::verify::{check_layout, check_signature};
 use super::{print_json, registry_client, trusted_keys, Exit};
-use crate::cli::{LayerCompressionArg, LoadArgs};
+use crate::cli::LoadArgs;
 use u7s_bundle::bundle::model::BlobKind;
 use u7s_bundle::bundle::reader::{self, Entry};
+use u7s_bundle::bundle::verify::{check_layout, check_signature};
 use u7s_bundle::bundle::BundleManifest;
 use u7s_bundle::digest::Digest;
 use u7s_bundle::progress::Progress;
@@ -29,35 +29,14 @@ pub fn run(args: LoadArgs) -> Result<()> {
     let keyring = trusted_keys(&args.trust)?;
 
     // The signer first: a wrong passphrase or a missing key fails before any work.
-    let signer: Box<dyn ImageSigner> = match (&args.sign_key, &args.sign_by) {
-        (Some(path), _) => {
-            let pass = args
-                .passphrase_file
-                .as_deref()
-                .map(sign::keys::passphrase_from_file)
-                .transpose()
-                .context("reading --passphrase-file")?;
-            Box::new(
-                sign::keys::SigningKey::from_file(path, pass.as_deref())
-                    .with_context(|| format!("loading the signing key {}", path.display()))?,
-            )
-        }
-        (None, Some(id)) => Box::new(
-            sign::GpgSigner::with_options(
-                id,
-                sign::GpgOptions {
-                    passphrase_file: args.passphrase_file.clone(),
-                    ..Default::default()
-                },
-            )
-            .with_context(|| format!("finding the GnuPG key {id:?} (--sign-by)"))?,
-        ),
-        (None, None) => bail!(
-            "no signing key: give --sign-key FILE (see `u7s-bundle keygen`) or --sign-by ID (a GnuPG key of this user)"
-        ),
-    };
+    let signer = sign::open_signer(
+        args.sign_key.as_deref(),
+        args.sign_by.as_deref(),
+        args.passphrase_file.as_deref(),
+    )?;
 
-    let plain_http = args.registry_opts.plain_http || is_registry_local(&args.registry);
+    let plain_http =
+        args.registry_opts.plain_http || u7s_bundle::reference::is_registry_local(&args.registry);
     let client = registry_client(&args.registry, plain_http, &args.registry_opts)?;
     if !args.dry_run {
         client.ping().with_context(|| {
@@ -106,11 +85,7 @@ pub fn run(args: LoadArgs) -> Result<()> {
     let mut pusher: Option<Pusher> = None;
     let mut index_json: Option<Vec<u8>> = None;
     let legacy_names = !args.no_legacy_names;
-    let layer_compression = match args.layer_compression {
-        LayerCompressionArg::None => LayerCompression::None,
-        LayerCompressionArg::Gzip => LayerCompression::Gzip,
-        LayerCompressionArg::Zstd => LayerCompression::Zstd,
-    };
+    let layer_compression = LayerCompression::from(args.layer_compression);
     let task = progress.bytes_task("Verifying and pushing", None);
     let check_header = |h: &reader::Header| -> Result<(), reader::BoxError> {
         signer_fpr = check_signature(
@@ -314,10 +289,6 @@ pub fn run(args: LoadArgs) -> Result<()> {
 #[derive(Debug, thiserror::Error)]
 #[error("the rest of the archive is already in the registry")]
 struct StopReading;
-
-fn is_registry_local(host: &str) -> bool {
-    host == "registry.local" || host.starts_with("registry.local:")
-}
 
 #[derive(Debug, Default, serde::Serialize)]
 struct SignStats {

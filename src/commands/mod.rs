@@ -7,6 +7,7 @@ mod inspect;
 mod keygen;
 mod load;
 mod man;
+mod node;
 mod plan;
 mod preflight;
 mod profiles;
@@ -17,7 +18,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 
 use crate::cli::{Cli, Command, RegistryArgs, SelectArgs, TrustArgs};
-use u7s_bundle::profile::{self, ImageSet, Profiles};
+use u7s_bundle::profile::{ImageSet, Profiles};
 use u7s_bundle::registry::{self, auth::Credentials, Client, ClientOptions};
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -53,6 +54,7 @@ pub const EXIT_VERIFICATION: i32 = 3;
 /// interruptions, 1 otherwise.
 pub fn exit_code(err: &anyhow::Error) -> i32 {
     use u7s_bundle::bundle::reader::ReadError;
+    use u7s_bundle::bundle::verify::VerifyError;
     for cause in err.chain() {
         if let Some(e) = cause.downcast_ref::<Exit>() {
             return exit_of(e);
@@ -68,6 +70,13 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
                 .is_some_and(is_verification)
             {
                 return EXIT_VERIFICATION;
+            }
+            if let Some(e) = inner.downcast_ref::<VerifyError>() {
+                return if e.is_verification() {
+                    EXIT_VERIFICATION
+                } else {
+                    1
+                };
             }
             if let Some(
                 u7s_bundle::push::PushError::NotVerified { .. }
@@ -102,20 +111,7 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
 /// Signature checks that failed (3), as opposed to trouble with our own
 /// signing key, files or gpg (1).
 fn is_verification(e: &u7s_bundle::sign::SignError) -> bool {
-    use u7s_bundle::sign::SignError as E;
-    matches!(
-        e,
-        E::MalformedSignature(_)
-            | E::UnknownKey { .. }
-            | E::BadSignature { .. }
-            | E::KeyExpired { .. }
-            | E::KeyRevoked { .. }
-            | E::KeyInvalid { .. }
-            | E::NotPrimaryKey { .. }
-            | E::SignatureCount(_)
-            | E::NotSignedMessage(_)
-            | E::InvalidPayload(_)
-    )
+    e.is_verification()
 }
 
 fn exit_of(e: &Exit) -> i32 {
@@ -164,51 +160,15 @@ pub fn select_arch(arch: Option<&str>) -> Result<(String, Option<String>)> {
     Ok(u7s_bundle::platform::normalize_arch(a)?)
 }
 
-/// The image set for the selection. With `--set-available-images` and a version
-/// the profile does not know, the newest known patch of the same minor supplies
-/// pause/etcd/coredns and the kube-* images carry the requested version (their
-/// tags are then looked up on the source, see `plan::substitute_missing`).
+/// The image set for the selection (see `plan::image_set`).
 pub fn image_set(profiles: &Profiles, select: &SelectArgs) -> Result<ImageSet> {
-    match profiles.image_set(
+    Ok(u7s_bundle::plan::image_set(
+        profiles,
         &select.platform,
         select.kube_version.as_deref(),
         select.flannel_tag.as_deref(),
-    ) {
-        Ok(s) => Ok(s),
-        Err(profile::ProfileError::UnknownVersion { .. }) if select.set_available_images => {
-            let wanted: profile::KubeVersion = select
-                .kube_version
-                .as_deref()
-                .unwrap_or_default()
-                .parse()
-                .context("--kube-version")?;
-            let platform = profiles.platform(&select.platform)?;
-            let base = platform
-                .versions()
-                .into_iter()
-                .filter(|v| v.major == wanted.major && v.minor == wanted.minor)
-                .max()
-                .with_context(|| {
-                    format!(
-                        "the profile knows no kubernetes {}.{} release to take pause/etcd/coredns from",
-                        wanted.major, wanted.minor
-                    )
-                })?;
-            let mut set = profiles.image_set(
-                &select.platform,
-                Some(&base.to_string()),
-                select.flannel_tag.as_deref(),
-            )?;
-            for img in &mut set.images {
-                if img.tag == set.kube_version {
-                    img.tag = wanted.to_string();
-                }
-            }
-            set.kube_version = wanted.to_string();
-            Ok(set)
-        }
-        Err(e) => Err(e.into()),
-    }
+        select.set_available_images,
+    )?)
 }
 
 /// Trusted keys: --keyring files plus every *.pgp in the trusted directory.

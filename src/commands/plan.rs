@@ -6,71 +6,8 @@ use serde_json::json;
 
 use super::{human_bytes, image_set, load_profiles, print_json, registry_client, select_arch};
 use crate::cli::PlanArgs;
-use u7s_bundle::profile::{self, ImageSet};
-use u7s_bundle::pull;
-use u7s_bundle::reference::Reference;
-use u7s_bundle::registry::Client;
-
-/// One image to pull: its bundle name and where it comes from.
-#[derive(Clone, Debug)]
-pub struct Planned {
-    pub name: String,
-    pub role: Option<String>,
-    pub source: Reference,
-    pub preserve: bool,
-}
-
-pub fn planned_images(set: &ImageSet, source: &str) -> Result<Vec<Planned>> {
-    set.images
-        .iter()
-        .map(|img| {
-            let name = img.name();
-            let source = Reference::parse(&format!("{source}/{name}"))
-                .with_context(|| format!("image {name} from the profile"))?;
-            Ok(Planned {
-                name,
-                role: Some(img.role.clone()),
-                source,
-                preserve: false,
-            })
-        })
-        .collect()
-}
-
-/// podsec's U7S_SETAVAILABLEIMAGES: for an image whose tag is missing on the
-/// source, pull the newest tag of the same minor (sorted as versions) and name
-/// it as expected. Returns a note per substitution.
-pub fn substitute_missing(client: &Client, planned: &mut [Planned]) -> Result<Vec<String>> {
-    let mut notes = Vec::new();
-    for p in planned.iter_mut() {
-        let tag = p.source.tag.clone().unwrap_or_default();
-        if client.head_manifest(&p.source.repository, &tag)?.is_some() {
-            continue;
-        }
-        let Ok(v) = tag.parse::<profile::KubeVersion>() else {
-            continue;
-        };
-        let tags = match client.list_tags(&p.source.repository) {
-            Ok(t) => t,
-            // No such repository: leave the image as it is; resolving it later
-            // fails and names it.
-            Err(u7s_bundle::registry::RegistryError::NotFound { .. }) => continue,
-            Err(e) => {
-                return Err(e)
-                    .with_context(|| format!("listing the tags of {}", p.source.repository))
-            }
-        };
-        if let Some(newest) = profile::newest_in_minor(&tags, (v.major, v.minor)) {
-            notes.push(format!(
-                "{}: tag {tag} is not on {}; using {newest} (same minor, newest)",
-                p.name,
-                client.host()
-            ));
-            p.source.tag = Some(newest);
-        }
-    }
-    Ok(notes)
-}
+use u7s_bundle::plan::{image_size, planned_images, substitute_missing};
+use u7s_bundle::{profile, pull};
 
 pub fn run(args: PlanArgs) -> Result<()> {
     let profiles = load_profiles(args.select.profiles_dir.as_deref())?;
@@ -160,11 +97,4 @@ pub fn run(args: PlanArgs) -> Result<()> {
         println!("note: {n}");
     }
     Ok(())
-}
-
-/// Bytes to download for one platform: manifest + config + compressed layers.
-pub fn image_size(r: &pull::ResolvedImage) -> u64 {
-    r.manifest_bytes.len() as u64
-        + r.manifest.config.size
-        + r.manifest.layers.iter().map(|l| l.size).sum::<u64>()
 }

@@ -10,9 +10,7 @@ use serde_json::json;
 use super::{print_json, trusted_keys, Exit};
 use crate::cli::VerifyArgs;
 use u7s_bundle::bundle::reader::{self, Entry};
-use u7s_bundle::bundle::BundleManifest;
-use u7s_bundle::oci::{self, Index};
-use u7s_bundle::sign;
+use u7s_bundle::bundle::verify::{check_layout, check_signature};
 
 pub fn run(args: VerifyArgs) -> Result<()> {
     let keyring = trusted_keys(&args.trust)?;
@@ -79,59 +77,6 @@ pub fn run(args: VerifyArgs) -> Result<()> {
                 args.archive.display(),
                 m.images.len()
             ),
-        }
-    }
-    Ok(())
-}
-
-/// The signature decision, shared with `load`: Some(fingerprint) when signed
-/// by a trusted key, None when unsigned and that is allowed, an error otherwise.
-pub fn check_signature(
-    raw: &[u8],
-    sig: Option<&[u8]>,
-    keyring: &[sequoia_openpgp::Cert],
-    allow_unsigned: bool,
-) -> Result<Option<String>, Box<dyn std::error::Error + Send + Sync>> {
-    match sig {
-        None if allow_unsigned => Ok(None),
-        None => Err(Box::new(Exit::Verification(
-            "the bundle is not signed; give --allow-unsigned to accept it anyway".into(),
-        ))),
-        Some(_) if keyring.is_empty() => Err(Box::new(Exit::Verification(format!(
-            "the bundle is signed by {}, but no trusted key was given: pass --keyring FILE or put the key in /etc/u7s-bundle/trusted.d/",
-            sig.and_then(sign::detached::issuer_fingerprint).unwrap_or_else(|| "an unknown key".into())
-        )))),
-        Some(s) => match sign::detached::verify_detached(keyring, raw, s) {
-            Ok(v) => Ok(Some(v.fingerprint)),
-            Err(e) => Err(Box::new(e)),
-        },
-    }
-}
-
-/// index.json must name exactly the images of bundle.json, with the same digests.
-pub fn check_layout(m: &BundleManifest, index_json: &[u8]) -> Result<(), String> {
-    let index: Index =
-        serde_json::from_slice(index_json).map_err(|e| format!("index.json: {e}"))?;
-    if index.manifests.len() != m.images.len() {
-        return Err(format!(
-            "index.json lists {} images, bundle.json {}",
-            index.manifests.len(),
-            m.images.len()
-        ));
-    }
-    for (d, img) in index.manifests.iter().zip(&m.images) {
-        let name = d
-            .annotations
-            .get(oci::REF_NAME_ANNOTATION)
-            .map(String::as_str);
-        if name != Some(img.name.as_str()) || d.digest != img.manifest {
-            return Err(format!(
-                "index.json entry {name:?} does not match image {} of bundle.json",
-                img.name
-            ));
-        }
-        if m.blob(&d.digest).map(|b| b.size) != Some(d.size) {
-            return Err(format!("index.json gives a wrong size for {}", img.name));
         }
     }
     Ok(())

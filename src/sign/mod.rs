@@ -24,6 +24,7 @@ use std::path::PathBuf;
 pub mod detached;
 pub mod gpg;
 pub mod keys;
+mod open;
 pub mod simple;
 mod verify;
 
@@ -38,6 +39,7 @@ pub use keys::{
     generate, keyring_from_dir, load_keyring, load_keyring_bytes, passphrase_from_file,
     write_key_pair, SigningKey,
 };
+pub use open::{open_key_file, open_signer, OpenSignerError};
 pub use simple::{parse_payload, payload, verify_simple, ImageSigner, SimplePayload};
 
 /// Result type of this module.
@@ -234,6 +236,26 @@ pub enum SignError {
     /// Any other OpenPGP library error.
     #[error("OpenPGP: {0:#}")]
     OpenPgp(anyhow::Error),
+}
+
+impl SignError {
+    /// Signature checks that failed (the bundle or image is not to be trusted),
+    /// as opposed to trouble with our own signing key, files or gpg.
+    pub fn is_verification(&self) -> bool {
+        matches!(
+            self,
+            SignError::MalformedSignature(_)
+                | SignError::UnknownKey { .. }
+                | SignError::BadSignature { .. }
+                | SignError::KeyExpired { .. }
+                | SignError::KeyRevoked { .. }
+                | SignError::KeyInvalid { .. }
+                | SignError::NotPrimaryKey { .. }
+                | SignError::SignatureCount(_)
+                | SignError::NotSignedMessage(_)
+                | SignError::InvalidPayload(_)
+        )
+    }
 }
 
 impl SignError {

@@ -1,0 +1,85 @@
+//! The offline trust-chain checks shared by `verify` and `load`: the signature
+//! over bundle.json, and index.json's agreement with bundle.json. A library
+//! module so that no command has to import another command for them.
+
+use crate::bundle::BundleManifest;
+use crate::oci::{self, Index};
+use crate::sign::{self, SignError};
+
+/// Why a bundle is not to be trusted. Every variant is a verification failure
+/// (exit code 3), except a [`SignError`] that is trouble with our own tools
+/// rather than with the signature (see [`VerifyError::is_verification`]).
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("the bundle is not signed; give --allow-unsigned to accept it anyway")]
+    Unsigned,
+    #[error("the bundle is signed by {issuer}, but no trusted key was given: pass --keyring FILE or put the key in /etc/u7s-bundle/trusted.d/")]
+    NoTrustedKey { issuer: String },
+    #[error(transparent)]
+    Signature(#[from] SignError),
+    #[error("index.json: {0}")]
+    IndexJson(serde_json::Error),
+    #[error("index.json lists {index} images, bundle.json {bundle}")]
+    ImageCount { index: usize, bundle: usize },
+    #[error("index.json entry {name:?} does not match image {image} of bundle.json")]
+    Mismatch { name: Option<String>, image: String },
+    #[error("index.json gives a wrong size for {image}")]
+    WrongSize { image: String },
+}
+
+impl VerifyError {
+    /// False only for a signing-tool failure that says nothing about the bundle.
+    pub fn is_verification(&self) -> bool {
+        match self {
+            VerifyError::Signature(e) => e.is_verification(),
+            _ => true,
+        }
+    }
+}
+
+/// The signature decision: Some(fingerprint) when signed by a trusted key,
+/// None when unsigned and that is allowed, an error otherwise.
+pub fn check_signature(
+    raw: &[u8],
+    sig: Option<&[u8]>,
+    keyring: &[sequoia_openpgp::Cert],
+    allow_unsigned: bool,
+) -> Result<Option<String>, VerifyError> {
+    match sig {
+        None if allow_unsigned => Ok(None),
+        None => Err(VerifyError::Unsigned),
+        Some(s) if keyring.is_empty() => Err(VerifyError::NoTrustedKey {
+            issuer: sign::detached::issuer_fingerprint(s)
+                .unwrap_or_else(|| "an unknown key".into()),
+        }),
+        Some(s) => Ok(Some(
+            sign::detached::verify_detached(keyring, raw, s)?.fingerprint,
+        )),
+    }
+}
+
+/// index.json must name exactly the images of bundle.json, with the same digests.
+pub fn check_layout(m: &BundleManifest, index_json: &[u8]) -> Result<(), VerifyError> {
+    let index: Index = serde_json::from_slice(index_json).map_err(VerifyError::IndexJson)?;
+    if index.manifests.len() != m.images.len() {
+        return Err(VerifyError::ImageCount {
+            index: index.manifests.len(),
+            bundle: m.images.len(),
+        });
+    }
+    for (d, img) in index.manifests.iter().zip(&m.images) {
+        let name = d.annotations.get(oci::REF_NAME_ANNOTATION);
+        if name != Some(&img.name) || d.digest != img.manifest {
+            return Err(VerifyError::Mismatch {
+                name: name.cloned(),
+                image: img.name.clone(),
+            });
+        }
+        if m.blob(&d.digest).map(|b| b.size) != Some(d.size) {
+            return Err(VerifyError::WrongSize {
+                image: img.name.clone(),
+            });
+        }
+    }
+    Ok(())
+}
