@@ -353,7 +353,7 @@ pub struct LoadArgs {
     #[arg(
         long,
         value_name = "FILE",
-        default_value = "/run/lock/u7s-bundle.lock",
+        default_value = "/run/u7s-bundle.lock",
         hide_short_help = true
     )]
     pub lock_file: PathBuf,
