@@ -432,9 +432,13 @@ fn write_trust_files(
     }
     fsutil::create_dir_all_mode(&args.keys_dir, 0o755)
         .with_context(|| format!("creating {}", args.keys_dir.display()))?;
-    let (p, changed) =
-        trust::keys::install_public_key(&args.keys_dir, &name, &signer.public_key_bytes()?)
-            .with_context(|| format!("writing the public key into {}", args.keys_dir.display()))?;
+    let (p, changed) = trust::keys::install_public_key(
+        &args.keys_dir,
+        &name,
+        &signer.public_key_bytes()?,
+        Some(&args.state_dir.join("backups")),
+    )
+    .with_context(|| format!("writing the public key into {}", args.keys_dir.display()))?;
     if changed {
         out.push(format!("wrote {}", p.display()));
     }
