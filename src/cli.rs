@@ -520,18 +520,42 @@ pub struct JoinArgs {
     /// The API server endpoint, HOST:PORT (e.g. 10.0.0.10:6443).
     #[arg(value_name = "ENDPOINT")]
     pub endpoint: String,
-    /// Bootstrap token (abcdef.0123456789abcdef).
-    #[arg(long, value_name = "T")]
-    pub token: String,
+    /// Bootstrap token (abcdef.0123456789abcdef). Visible to every local
+    /// user in the process list: prefer --token-file.
+    #[arg(
+        long,
+        value_name = "T",
+        required_unless_present = "token_file",
+        conflicts_with = "token_file"
+    )]
+    pub token: Option<String>,
+    /// Read the bootstrap token from FILE (`-`: standard input).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
     /// Public key pin of the cluster CA (sha256:<hex>).
     #[arg(long, value_name = "H")]
     pub discovery_token_ca_cert_hash: String,
-    /// Join as a control-plane node (needs --certificate-key).
-    #[arg(long, requires = "certificate_key")]
+    /// Join as a control-plane node (needs --certificate-key-file or
+    /// --certificate-key).
+    #[arg(long, requires = "certificate_key_source")]
     pub control_plane: bool,
     /// Key to decrypt the control-plane certificates uploaded by init.
-    #[arg(long, value_name = "K", requires = "control_plane")]
+    /// Visible in the process list: prefer --certificate-key-file.
+    #[arg(
+        long,
+        value_name = "K",
+        requires = "control_plane",
+        group = "certificate_key_source"
+    )]
     pub certificate_key: Option<String>,
+    /// Read the certificate key from FILE (`-`: standard input).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "control_plane",
+        group = "certificate_key_source"
+    )]
+    pub certificate_key_file: Option<PathBuf>,
     #[command(flatten)]
     pub select: ClusterSelectArgs,
     #[command(flatten)]
