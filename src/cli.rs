@@ -194,6 +194,11 @@ pub struct BuildArgs {
     /// Store the original blobs byte for byte (for images pinned by digest).
     #[arg(long)]
     pub preserve_digests: bool,
+    /// Largest layer accepted, decompressed (bytes, or with a K, M, G
+    /// suffix): a layer that inflates beyond it is refused before it fills
+    /// the cache.
+    #[arg(long, value_name = "SIZE", default_value = "4G", value_parser = parse_size, hide_short_help = true)]
+    pub max_layer_size: u64,
     /// Parallel downloads, and compressor threads. With xz each thread
     /// compresses its own share of the archive as a separate xz stream: more
     /// threads build faster, a little larger (`--jobs 1` gives the smallest
@@ -560,4 +565,19 @@ pub struct JoinArgs {
     pub select: ClusterSelectArgs,
     #[command(flatten)]
     pub run: KubeadmRunArgs,
+}
+
+/// A size in bytes, or with a K, M or G suffix (powers of 1024).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let (digits, shift) = match s.chars().last() {
+        Some('K' | 'k') => (&s[..s.len() - 1], 10),
+        Some('M' | 'm') => (&s[..s.len() - 1], 20),
+        Some('G' | 'g') => (&s[..s.len() - 1], 30),
+        _ => (s, 0),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 4G, 512M, 1048576)"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))
 }

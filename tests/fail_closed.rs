@@ -1337,3 +1337,25 @@ fn nothing_may_follow_the_end_of_the_archive() {
     padded.extend([0u8; 4]);
     check("xz-padding", padded, "xz", false);
 }
+
+#[test]
+fn a_huge_declared_config_is_refused_at_the_header_not_aborted_on() {
+    let b = base();
+    let t = Target::new();
+    let mut v = b.bundle_json();
+    let config = v["blobs"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|x| x["kind"] == "config")
+        .unwrap();
+    config["size"] = (1u64 << 40).into();
+    let path = case_path("tib-config");
+    write_archive(
+        &path,
+        unsigned_with(b, serde_json::to_vec_pretty(&v).unwrap()),
+    );
+    let out = t.load(&path, &b.builder_pub, &["--allow-unsigned"]);
+    assert_refused(&out, "the limit is", "1 TiB config");
+    t.assert_untouched("1 TiB config");
+}

@@ -19,6 +19,9 @@ pub const MAX_MANIFEST_BYTES: u64 = 16 << 20;
 /// Detached signature larger than this is refused.
 pub const MAX_SIGNATURE_BYTES: u64 = 64 << 10;
 pub const MAX_BLOBS: usize = 100_000;
+/// Largest manifest or config blob: they are held in memory when loaded
+/// (the source side fetches configs with the same bound).
+pub const MAX_SMALL_BLOB_BYTES: u64 = 8 << 20;
 pub const MAX_IMAGES: usize = 10_000;
 
 pub const MANIFEST_NAME: &str = "bundle.json";
@@ -249,6 +252,12 @@ impl BundleManifest {
                 return bad(format!(
                     "blob {}: media type {:?} is not valid",
                     b.digest, b.media_type
+                ));
+            }
+            if b.kind != BlobKind::Layer && b.size > MAX_SMALL_BLOB_BYTES {
+                return bad(format!(
+                    "blob {}: a {:?} of {} bytes (the limit is {MAX_SMALL_BLOB_BYTES})",
+                    b.digest, b.kind, b.size
                 ));
             }
             if kinds.insert(&b.digest, b.kind).is_some() {

@@ -476,6 +476,7 @@ pub fn read_legacy(
     let mut small: BTreeMap<Digest, Vec<u8>> = BTreeMap::new();
     let mut sizes: BTreeMap<Digest, u64> = BTreeMap::new();
     let mut dirs_seen: BTreeMap<String, ()> = BTreeMap::new();
+    let mut small_total = 0u64;
     for e in archive.entries()?.raw(true) {
         let mut e = e?;
         let name = entry_name(&e).trim_start_matches("./").to_string();
@@ -511,7 +512,9 @@ pub fn read_legacy(
                     });
                 };
                 sizes.insert(digest.clone(), e.size());
-                if e.size() <= crate::oci::MAX_MANIFEST_SIZE {
+                if e.size() <= crate::oci::MAX_MANIFEST_SIZE
+                    && small_total + e.size() <= MAX_LEGACY_JSON_BYTES
+                {
                     let data = read_small(&mut e, &name, crate::oci::MAX_MANIFEST_SIZE)?;
                     if data.first() == Some(&b'{') {
                         let actual = Digest::of(&data);
@@ -522,6 +525,7 @@ pub fn read_legacy(
                                 actual,
                             });
                         }
+                        small_total += data.len() as u64;
                         small.insert(digest, data);
                     }
                 }
@@ -563,6 +567,13 @@ pub fn read_legacy(
     drain_trailer(archive.into_inner())?;
     Ok(header)
 }
+
+/// Most JSON (manifests and configs) a legacy archive's first pass keeps:
+/// every small blob starting with `{` is a candidate until index.json says
+/// which are used, and a 41 KB file of compressible fakes held 632 MB.
+/// Beyond this, blobs are not kept, and an image that needs one is refused
+/// as missing it.
+const MAX_LEGACY_JSON_BYTES: u64 = 64 << 20;
 
 /// The bundle.json a podsec layout amounts to.
 fn legacy_manifest(
