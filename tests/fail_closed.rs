@@ -1350,11 +1350,32 @@ fn a_huge_declared_config_is_refused_at_the_header_not_aborted_on() {
         .find(|x| x["kind"] == "config")
         .unwrap();
     config["size"] = (1u64 << 40).into();
+    let hex = config["digest"]
+        .as_str()
+        .unwrap()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_string();
+    // The entry's header says 1 TiB as well (and the archive ends there):
+    // the size check at the entry agrees, and the loader used to reserve
+    // that much memory for it and abort.
+    let mut items = vec![Item::File(
+        "bundle.json".into(),
+        serde_json::to_vec_pretty(&v).unwrap(),
+    )];
+    for (n, d) in &b.entries[2..] {
+        if n.ends_with(&hex) {
+            items.push(Item::Raw(
+                Box::new(header(n, tar::EntryType::Regular, 1 << 40)),
+                Box::new(std::io::empty()),
+            ));
+            break;
+        }
+        items.push(Item::File(n.clone(), d.clone()));
+    }
     let path = case_path("tib-config");
-    write_archive(
-        &path,
-        unsigned_with(b, serde_json::to_vec_pretty(&v).unwrap()),
-    );
+    write_archive(&path, items);
     let out = t.load(&path, &b.builder_pub, &["--allow-unsigned"]);
     assert_refused(&out, "the limit is", "1 TiB config");
     t.assert_untouched("1 TiB config");
