@@ -288,8 +288,10 @@ pub struct LoadArgs {
     pub registry_opts: RegistryArgs,
     #[command(flatten)]
     pub trust: TrustArgs,
-    /// Which directory of a legacy podsec archive to load (default: the host's
-    /// arch). Ignored for u7s bundles, which hold one architecture.
+    /// The architecture to load (default: the host's): the directory of a
+    /// legacy podsec archive, and the architecture a u7s bundle must be for —
+    /// a bundle for another one is refused unless this names it, as its
+    /// images would replace the host's under the same tags.
     #[arg(long, value_name = "A")]
     pub arch: Option<String>,
     /// Secret key file to sign the images with (as keygen or `gpg --export-secret-keys` writes).

@@ -1380,3 +1380,32 @@ fn a_huge_declared_config_is_refused_at_the_header_not_aborted_on() {
     assert_refused(&out, "the limit is", "1 TiB config");
     t.assert_untouched("1 TiB config");
 }
+
+/// A bundle for another architecture (signed or not) would re-point this
+/// host's tags to images it cannot run: refused unless --arch names it.
+#[test]
+fn a_bundle_for_another_architecture_is_refused_unless_asked_for() {
+    let b = base();
+    let t = Target::new();
+    let mut v = b.bundle_json();
+    v["arch"] = "arm64".into();
+    let mut items = vec![Item::File(
+        "bundle.json".into(),
+        serde_json::to_vec_pretty(&v).unwrap(),
+    )];
+    for (n, d) in &b.entries[2..] {
+        let renamed = n.replacen("amd64/", "arm64/", 1);
+        items.push(Item::File(renamed, d.clone()));
+    }
+    let path = case_path("arm64");
+    write_archive(&path, items);
+    let out = t.load(&path, &b.builder_pub, &["--allow-unsigned"]);
+    assert_refused(&out, "give --arch arm64", "another architecture");
+    t.assert_untouched("another architecture");
+    let out = t.load(
+        &path,
+        &b.builder_pub,
+        &["--allow-unsigned", "--arch", "ppc64le"],
+    );
+    assert_refused(&out, "not ppc64le", "another architecture named");
+}

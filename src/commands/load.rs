@@ -119,6 +119,8 @@ pub fn run(args: LoadArgs) -> Result<()> {
             &keyring,
             args.trust.allow_unsigned,
         )?;
+        u7s_bundle::platform::check_bundle_arch(&h.manifest.arch, args.arch.as_deref())
+            .map_err(|why| Box::new(Exit::Verification(why)) as reader::BoxError)?;
         let mut m = h.manifest.clone();
         if m.legacy_prefixes.is_empty() {
             // A podsec archive does not say; the profile of its platform does.
