@@ -1409,3 +1409,33 @@ fn a_bundle_for_another_architecture_is_refused_unless_asked_for() {
     );
     assert_refused(&out, "not ppc64le", "another architecture named");
 }
+
+/// A policy.json that cannot be merged fails the load before any signature
+/// or tag (it used to fail after 18 tags and 18 signatures were in place).
+#[test]
+fn an_unmergeable_policy_fails_the_load_before_any_tag_or_signature() {
+    let b = base();
+    let t = Target::new();
+    let policy = t.p("etc/containers/policy.json");
+    fs::create_dir_all(policy.parent().unwrap()).unwrap();
+    let scope = &t.reg.addr;
+    fs::write(
+        &policy,
+        format!(
+            r#"{{"default":[{{"type":"reject"}}],"transports":{{"docker":{{"{scope}":[{{"type":"signedBy","keyType":"GPGKeys","keyData":"AAAA"}}]}}}}}}"#
+        ),
+    )
+    .unwrap();
+    let before = fs::read(&policy).unwrap();
+    let path = case_path("good-for-policy");
+    write_archive(&path, files(&b.entries));
+    let out = t.load(&path, &b.builder_pub, &[]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("policy.json"), "{}", text(&out));
+    for name in SET {
+        let repo = name.split(':').next().unwrap();
+        assert!(t.reg.tags(repo).is_empty(), "{repo} got a tag");
+    }
+    assert!(!t.p("sigstore").exists(), "signatures were written");
+    assert_eq!(fs::read(&policy).unwrap(), before);
+}

@@ -210,9 +210,18 @@ pub fn run(args: LoadArgs) -> Result<()> {
     let mut pusher =
         pusher.unwrap_or_else(|| Pusher::new(&client, m, n, args.dry_run, layer_compression));
 
+    // Every trust-file merge is computed and checked before the first
+    // signature or tag: an unmergeable policy.json must not fail the load
+    // after the tags moved.
+    let registry = client.host().to_string();
+    if !args.no_trust_config {
+        write_trust_files(signer.as_ref(), &args, &registry, true)?;
+        trust::registries_d::load(&args.registries_d)
+            .with_context(|| format!("reading {}", args.registries_d.display()))?;
+    }
+
     // Manifests by digest, then signatures, then tags.
     pusher.push_manifests().context("pushing manifests")?;
-    let registry = client.host().to_string();
     let digests: Vec<Digest> = (0..m.images.len())
         .map(|i| pusher.manifest_digest(i).clone())
         .collect();
