@@ -41,7 +41,10 @@ def tar_of(entries):
                 info.mode = 0o644
                 info.mtime = 0
             t.addfile(info, io.BytesIO(data) if data else None)
-    return buf.getvalue()
+        end = t.offset
+    # Exactly two zero blocks after the last entry, as the bundle writer
+    # ends (the reader refuses tarfile's padding to a 10 KiB record).
+    return buf.getvalue()[:end + 1024]
 
 
 def bundle():

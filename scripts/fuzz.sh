@@ -23,7 +23,7 @@ done
 shift $((OPTIND - 1))
 
 cd "$(dirname "$0")/../fuzz"
-targets=${*:-"bundle_reader reference policy registries_d"}
+targets=${*:-"bundle_reader tar_entries reference policy registries_d"}
 for t in $targets; do
     mkdir -p "corpus-run/$t"
     echo "== $t: ${secs} s"

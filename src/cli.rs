@@ -194,6 +194,11 @@ pub struct BuildArgs {
     /// Store the original blobs byte for byte (for images pinned by digest).
     #[arg(long)]
     pub preserve_digests: bool,
+    /// Largest layer accepted, decompressed (bytes, or with a K, M, G
+    /// suffix): a layer that inflates beyond it is refused before it fills
+    /// the cache.
+    #[arg(long, value_name = "SIZE", default_value = "4G", value_parser = parse_size, hide_short_help = true)]
+    pub max_layer_size: u64,
     /// Parallel downloads, and compressor threads. With xz each thread
     /// compresses its own share of the archive as a separate xz stream: more
     /// threads build faster, a little larger (`--jobs 1` gives the smallest
@@ -283,8 +288,10 @@ pub struct LoadArgs {
     pub registry_opts: RegistryArgs,
     #[command(flatten)]
     pub trust: TrustArgs,
-    /// Which directory of a legacy podsec archive to load (default: the host's
-    /// arch). Ignored for u7s bundles, which hold one architecture.
+    /// The architecture to load (default: the host's): the directory of a
+    /// legacy podsec archive, and the architecture a u7s bundle must be for —
+    /// a bundle for another one is refused unless this names it, as its
+    /// images would replace the host's under the same tags.
     #[arg(long, value_name = "A")]
     pub arch: Option<String>,
     /// Secret key file to sign the images with (as keygen or `gpg --export-secret-keys` writes).
@@ -353,7 +360,7 @@ pub struct LoadArgs {
     #[arg(
         long,
         value_name = "FILE",
-        default_value = "/run/lock/u7s-bundle.lock",
+        default_value = "/run/u7s-bundle.lock",
         hide_short_help = true
     )]
     pub lock_file: PathBuf,
@@ -520,18 +527,42 @@ pub struct JoinArgs {
     /// The API server endpoint, HOST:PORT (e.g. 10.0.0.10:6443).
     #[arg(value_name = "ENDPOINT")]
     pub endpoint: String,
-    /// Bootstrap token (abcdef.0123456789abcdef).
-    #[arg(long, value_name = "T")]
-    pub token: String,
+    /// Bootstrap token (abcdef.0123456789abcdef). Visible to every local
+    /// user in the process list: prefer --token-file.
+    #[arg(
+        long,
+        value_name = "T",
+        required_unless_present = "token_file",
+        conflicts_with = "token_file"
+    )]
+    pub token: Option<String>,
+    /// Read the bootstrap token from FILE (`-`: standard input).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
     /// Public key pin of the cluster CA (sha256:<hex>).
     #[arg(long, value_name = "H")]
     pub discovery_token_ca_cert_hash: String,
-    /// Join as a control-plane node (needs --certificate-key).
-    #[arg(long, requires = "certificate_key")]
+    /// Join as a control-plane node (needs --certificate-key-file or
+    /// --certificate-key).
+    #[arg(long, requires = "certificate_key_source")]
     pub control_plane: bool,
     /// Key to decrypt the control-plane certificates uploaded by init.
-    #[arg(long, value_name = "K", requires = "control_plane")]
+    /// Visible in the process list: prefer --certificate-key-file.
+    #[arg(
+        long,
+        value_name = "K",
+        requires = "control_plane",
+        group = "certificate_key_source"
+    )]
     pub certificate_key: Option<String>,
+    /// Read the certificate key from FILE (`-`: standard input).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "control_plane",
+        group = "certificate_key_source"
+    )]
+    pub certificate_key_file: Option<PathBuf>,
     #[command(flatten)]
     pub select: ClusterSelectArgs,
     #[command(flatten)]
@@ -555,4 +586,19 @@ impl From<LayerCompressionArg> for u7s_bundle::push::LayerCompression {
             LayerCompressionArg::Zstd => Self::Zstd,
         }
     }
+}
+
+/// A size in bytes, or with a K, M or G suffix (powers of 1024).
+fn parse_size(s: &str) -> Result<u64, String> {
+    let (digits, shift) = match s.chars().last() {
+        Some('K' | 'k') => (&s[..s.len() - 1], 10),
+        Some('M' | 'm') => (&s[..s.len() - 1], 20),
+        Some('G' | 'g') => (&s[..s.len() - 1], 30),
+        _ => (s, 0),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 4G, 512M, 1048576)"))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))
 }

@@ -108,6 +108,7 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 /// If `path` is a symlink, the symlink itself is replaced by a regular file
 /// (`rename(2)` does not follow links); its former target is not modified.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    check_dir(parent_dir(path))?;
     let tmp = stage(path, data, mode)?;
     commit(&tmp, path)
 }
@@ -143,6 +144,7 @@ fn commit(tmp: &Path, path: &Path) -> io::Result<()> {
 /// readers never see a partial file and two concurrent writers can't both win
 /// the same name — what numbered files such as lookaside `signature-N` need.
 pub fn write_atomic_new(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    check_dir(parent_dir(path))?;
     let tmp = stage(path, data, mode)?;
     let linked = fs::hard_link(&tmp, path);
     let _ = fs::remove_file(&tmp);
@@ -164,6 +166,7 @@ fn backup_timestamp() -> String {
 /// temporary file and hard-linked into place, so it is complete or absent and
 /// an existing backup is never overwritten.
 fn write_backup(path: &Path, data: &[u8], mode: u32) -> io::Result<PathBuf> {
+    check_dir(parent_dir(path))?;
     let stamp = backup_timestamp();
     let tmp = stage(path, data, mode)?;
     let result = (|| {
@@ -211,42 +214,119 @@ pub fn write_atomic_with_backup(
     data: &[u8],
     mode: u32,
 ) -> io::Result<Option<PathBuf>> {
-    let old = match fs::read(path) {
-        Ok(bytes) => Some(bytes),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(e) => return Err(e),
+    write_atomic_with_backup_in(path, data, mode, None)
+}
+
+/// [`write_atomic_with_backup`], with the backup in `backup_dir` (created
+/// 0700) instead of beside `path`: for directories that are served to
+/// others (the keys under /var/sigstore), where an old file must not be
+/// published under a new name.
+///
+/// A `path` that is a link is resolved on purpose: its target must be a
+/// regular file at least as open as `mode`, or the write is refused — the
+/// content read through the link goes into the new file and the backup, and
+/// a link to a 0600 secret must not turn it into a 0644 trust file.
+pub fn write_atomic_with_backup_in(
+    path: &Path,
+    data: &[u8],
+    mode: u32,
+    backup_dir: Option<&Path>,
+) -> io::Result<Option<PathBuf>> {
+    check_dir(parent_dir(path))?;
+    let Some((old, old_mode)) = read_existing(path, mode)? else {
+        write_atomic(path, data, mode)?;
+        return Ok(None);
     };
-    if old.as_deref() == Some(data) {
+    if old == data {
         return Ok(None);
     }
     // New content first: if it can't be written (disk full), nothing changes,
     // not even a stray backup.
     let tmp = stage(path, data, mode)?;
-    let backup = match old {
-        Some(old) => {
-            // Mode of the file the content came from (through a symlink).
-            let old_mode = fs::metadata(path)
-                .map(|m| m.permissions().mode() & 0o7777)
-                .unwrap_or(mode);
-            match write_backup(path, &old, old_mode) {
-                Ok(b) => Some(b),
-                Err(e) => {
-                    let _ = fs::remove_file(&tmp);
-                    return Err(e);
-                }
-            }
+    let named = match (backup_dir, path.file_name()) {
+        (Some(dir), Some(name)) => {
+            create_dir_all_mode(dir, 0o700)?;
+            dir.join(name)
         }
-        None => None,
+        _ => path.to_path_buf(),
+    };
+    let backup = match write_backup(&named, &old, old_mode) {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
     };
     if let Err(e) = fs::rename(&tmp, path) {
         let _ = fs::remove_file(&tmp);
-        if let Some(b) = &backup {
-            let _ = fs::remove_file(b);
-        }
+        let _ = fs::remove_file(&backup);
         return Err(e);
     }
     sync_dir(parent_dir(path))?;
-    Ok(backup)
+    Ok(Some(backup))
+}
+
+/// The content and mode of the file at `path` (through a link, when the link
+/// is safe to follow for a file of `mode`); `None` when there is none (or the
+/// link dangles).
+fn read_existing(path: &Path, mode: u32) -> io::Result<Option<(Vec<u8>, u32)>> {
+    let lm = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let m = if lm.file_type().is_symlink() {
+        match fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    } else {
+        lm.clone()
+    };
+    let refuse = |why: String| io::Error::new(io::ErrorKind::PermissionDenied, why);
+    if !m.file_type().is_file() {
+        return Err(refuse(format!(
+            "{} is not a regular file: refused",
+            path.display()
+        )));
+    }
+    let old_mode = m.permissions().mode() & 0o7777;
+    if lm.file_type().is_symlink() && mode & 0o777 & !old_mode != 0 {
+        return Err(refuse(format!(
+            "{} is a link to a file of mode {old_mode:o}, narrower than the {mode:o} it would become: refused (replace the link with the file itself)",
+            path.display()
+        )));
+    }
+    Ok(Some((fs::read(path)?, old_mode)))
+}
+
+/// A directory we write trust files into must be ours or root's, and no one
+/// else may write to it: otherwise another user could plant links or files
+/// between our checks and our writes. (Links to such a directory are
+/// followed: only its owner could have made them.)
+pub fn check_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let m = fs::metadata(dir)?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    let why = if !m.is_dir() {
+        "is not a directory"
+    } else if m.uid() != 0 && m.uid() != me {
+        "belongs to another user"
+    } else if m.mode() & 0o022 != 0 {
+        "is writable by group or others"
+    } else {
+        return Ok(());
+    };
+    Err(io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!(
+            "{} {why} (mode {:o}): refused; make it owned by root and writable only by its owner",
+            dir.display(),
+            m.mode() & 0o7777
+        ),
+    ))
 }
 
 /// Create `path` and any missing parents; every directory *created here* gets
@@ -342,6 +422,57 @@ impl Drop for PendingFile {
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
+
+    /// registries.d/default.yaml planted as a link to a 0600 secret: refused,
+    /// and neither the new file nor a backup holds the secret with a wider
+    /// mode; a directory others may write to is refused.
+    #[test]
+    fn a_link_to_a_narrower_file_is_refused_and_so_is_an_open_directory() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("registries.d");
+        create_dir_all_mode(&dir, 0o755).unwrap();
+        let secret = t.path().join("secret");
+        fs::write(&secret, "PRIVATE").unwrap();
+        fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+        let yaml = dir.join("default.yaml");
+        symlink(&secret, &yaml).unwrap();
+        let err = write_atomic_with_backup(&yaml, b"docker: {}\n", 0o644).unwrap_err();
+        assert!(err.to_string().contains("narrower"), "{err}");
+        assert!(fs::symlink_metadata(&yaml)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(
+            fs::read_dir(&dir).unwrap().count(),
+            1,
+            "nothing else written"
+        );
+
+        // A link to a file at least as open is followed on purpose (podsec's
+        // policy.json): replaced by a regular file, the backup keeps the mode.
+        let dated = t.path().join("policy.json.dated");
+        fs::write(&dated, "{}").unwrap();
+        fs::set_permissions(&dated, fs::Permissions::from_mode(0o644)).unwrap();
+        let policy = dir.join("policy.json");
+        symlink(&dated, &policy).unwrap();
+        let b = write_atomic_with_backup(&policy, b"{ }", 0o644)
+            .unwrap()
+            .unwrap();
+        assert_eq!(mode_of(&b), 0o644);
+        assert_eq!(fs::read(&dated).unwrap(), b"{}");
+
+        let open = t.path().join("open");
+        fs::create_dir(&open).unwrap();
+        fs::set_permissions(&open, fs::Permissions::from_mode(0o777)).unwrap();
+        for r in [
+            write_atomic(&open.join("a"), b"x", 0o644),
+            write_atomic_new(&open.join("b"), b"x", 0o644),
+            write_atomic_with_backup(&open.join("c"), b"x", 0o644).map(|_| ()),
+        ] {
+            assert_eq!(r.unwrap_err().kind(), io::ErrorKind::PermissionDenied);
+        }
+        assert_eq!(fs::read_dir(&open).unwrap().count(), 0);
+    }
 
     fn mode_of(p: &Path) -> u32 {
         fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777

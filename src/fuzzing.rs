@@ -55,6 +55,53 @@ pub fn bundle_reader(data: &[u8]) {
     }
 }
 
+/// The tar entry layer of the bundle reader against GNU tar: any tar stream
+/// whose entries the reader accepts must be listed by `tar -tv` with the same
+/// names and sizes, in the same order, so what `verify` checked is what an
+/// extraction by hand yields. Needs GNU tar on PATH.
+pub fn tar_entries(data: &[u8]) {
+    let Ok(ours) = reader::plain_entries(data) else {
+        return;
+    };
+    let theirs = gnu_tar_list(data);
+    assert_eq!(
+        ours, theirs,
+        "the reader and GNU tar list different entries"
+    );
+}
+
+/// `tar -tv` of a tar stream: (name, size) per entry.
+pub fn gnu_tar_list(data: &[u8]) -> Vec<(String, u64)> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("tar")
+        .args(["-tv", "--numeric-owner", "-f", "-"])
+        .env("LC_ALL", "C")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("GNU tar");
+    let mut stdin = child.stdin.take().expect("piped");
+    let input = data.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().expect("tar ran");
+    let _ = writer.join();
+    // -rw-r--r-- 0/0  1234 1970-01-01 00:00 name
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let size = f.nth(2)?.parse().ok()?;
+            let rest: Vec<&str> = l.splitn(2, ':').collect();
+            let name = rest.get(1)?.get(3..)?.to_string();
+            Some((name, size))
+        })
+        .collect()
+}
+
 /// The image reference parser: whatever parses prints as something that
 /// parses back to the same reference.
 pub fn reference(data: &[u8]) {

@@ -97,6 +97,43 @@ pub struct JoinSpec {
     pub control_plane: Option<String>,
 }
 
+impl JoinSpec {
+    /// The join secrets as podsec's wrapper reads them: it keeps each flag
+    /// it parses in a `FLAG_<name>` shell variable and sets none it was not
+    /// given, so the same variables in its environment stand for
+    /// `--token` and `--certificate-key` without putting them on a command
+    /// line (`/proc/<pid>/cmdline` is readable by every local user; the
+    /// environment only by the process's owner and root).
+    pub fn secret_env(&self) -> Vec<(String, String)> {
+        let mut env = vec![("FLAG_token".to_string(), self.token.clone())];
+        if let Some(k) = &self.control_plane {
+            env.push(("FLAG_certificate_key".to_string(), k.clone()));
+        }
+        env
+    }
+}
+
+/// Read a secret from `path` (`-`: standard input): the first line, trimmed;
+/// empty is an error.
+pub fn read_secret(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::BufRead;
+    let mut line = String::new();
+    if path.as_os_str() == "-" {
+        std::io::stdin().lock().read_line(&mut line)?;
+    } else {
+        let f = std::fs::File::open(path)?;
+        std::io::BufReader::new(f).read_line(&mut line)?;
+    }
+    let s = line.trim().to_string();
+    if s.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{}: empty", path.display()),
+        ));
+    }
+    Ok(s)
+}
+
 /// What a run of `init` or `join` configures.
 #[derive(Clone, Debug)]
 pub struct ClusterSpec {

@@ -26,6 +26,26 @@ pub fn host_arch() -> &'static str {
     oci_arch(std::env::consts::ARCH, cfg!(target_endian = "little"))
 }
 
+/// Whether a bundle for `bundle_arch` may be loaded here: it must be the
+/// architecture asked for (`requested`, normalized) or, when none is, the
+/// host's. A signed bundle for another architecture is still an attack when
+/// it re-points this host's tags to images it cannot run.
+pub fn check_bundle_arch(bundle_arch: &str, requested: Option<&str>) -> Result<(), String> {
+    let wanted = match requested {
+        Some(r) => normalize_arch(r).map_err(|e| e.to_string())?.0,
+        None => host_arch().to_string(),
+    };
+    if bundle_arch == wanted {
+        return Ok(());
+    }
+    Err(match requested {
+        Some(_) => format!("the bundle is for {bundle_arch}, not {wanted} (--arch)"),
+        None => format!(
+            "the bundle is for {bundle_arch}, this host is {wanted}: give --arch {bundle_arch} to load it anyway"
+        ),
+    })
+}
+
 /// Rust's `target_arch` → OCI's `architecture`. Anything not listed is spelled the
 /// same in both (`riscv64`, `s390x`), so it is passed through.
 fn oci_arch(rust_arch: &'static str, little_endian: bool) -> &'static str {

@@ -174,7 +174,14 @@ pub struct LayerJob {
     /// preserving, the source digest itself.
     pub stored: Digest,
     pub decompress: bool,
+    /// Most bytes the stored (decompressed) layer may have: a small gzip or
+    /// zstd bomb would otherwise fill the cache before the diff_id check.
+    pub max_stored: u64,
 }
+
+/// Default for [`LayerJob::max_stored`] (`build --max-layer-size`): the
+/// largest layers of a kubernetes set are a few hundred MB.
+pub const DEFAULT_MAX_LAYER_SIZE: u64 = 4 << 30;
 
 /// The distinct layer blobs of a set of images, in first-use order.
 pub fn layer_jobs(images: &[ResolvedImage]) -> Vec<LayerJob> {
@@ -195,6 +202,7 @@ pub fn layer_jobs(images: &[ResolvedImage]) -> Vec<LayerJob> {
                     source: desc.clone(),
                     stored,
                     decompress,
+                    max_stored: DEFAULT_MAX_LAYER_SIZE,
                 });
             }
         }
@@ -299,6 +307,7 @@ fn fetch_one(
         let mut out = HashingSink {
             inner: &mut writer,
             hasher: Hasher::new(),
+            limit: job.max_stored,
         };
         let compression = if job.decompress {
             oci::layer_compression(&job.source.media_type).unwrap_or(Compression::None)
@@ -384,15 +393,50 @@ impl<R: Read> Read for CountingHashReader<'_, R> {
 struct HashingSink<'a, W> {
     inner: &'a mut W,
     hasher: Hasher,
+    /// Refuse to store more than this.
+    limit: u64,
 }
 
 impl<W: Write> Write for HashingSink<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.hasher.len() + buf.len() as u64 > self.limit {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "decompressed, the layer is larger than {} bytes (--max-layer-size raises the limit)",
+                    self.limit
+                ),
+            ));
+        }
         let n = self.inner.write(buf)?;
         self.hasher.update(&buf[..n]);
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A gzip bomb stops at the limit instead of filling the cache.
+    #[test]
+    fn the_stored_layer_is_capped() {
+        let zeros = vec![0u8; 4 << 20];
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&zeros).unwrap();
+        let bomb = gz.finish().unwrap();
+        let mut stored = Vec::new();
+        let mut sink = HashingSink {
+            inner: &mut stored,
+            hasher: Hasher::new(),
+            limit: 1 << 20,
+        };
+        let mut d = flate2::read::MultiGzDecoder::new(&bomb[..]);
+        let err = io::copy(&mut d, &mut sink).unwrap_err();
+        assert!(err.to_string().contains("--max-layer-size"), "{err}");
+        assert!(stored.len() <= 1 << 20, "{} bytes stored", stored.len());
     }
 }

@@ -183,6 +183,28 @@ impl Site {
             .expect("run u7s-bundle")
     }
 
+    /// [`Site::run`] with `stdin` on standard input.
+    fn run_stdin(&self, cmd: &[&str], policy: &Path, registries_d: &Path, stdin: &str) -> Output {
+        use std::io::Write;
+        let mut args: Vec<String> = cmd.iter().map(|s| s.to_string()).collect();
+        args.extend(self.common(policy, registries_d));
+        let mut child = command(self.home.path())
+            .args(&args)
+            .env("STANDIN_RECORD", self.p("record"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run u7s-bundle");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    }
+
     fn bundle_args(&self) -> Vec<String> {
         vec!["--bundle".into(), self.archive.display().to_string()]
     }
@@ -474,16 +496,20 @@ fn preflight_init_join_on_a_loaded_registry_agree_with_skopeo() {
         [
             "join",
             "10.0.0.10:6443",
-            "--token",
-            TOKEN,
             "--discovery-token-ca-cert-hash",
             hash,
             "--control-plane",
-            "--certificate-key",
-            CERT_KEY,
             "-v",
             "5"
         ]
+    );
+    // The secrets reach the wrapper in its environment, as podsec's wrapper
+    // reads its flags (FLAG_<name>).
+    let env = s.recorded_env();
+    assert!(env.contains(&format!("FLAG_token={TOKEN}")), "{env:?}");
+    assert!(
+        env.contains(&format!("FLAG_certificate_key={CERT_KEY}")),
+        "{env:?}"
     );
     assert!(s.recorded_env().contains(&"U7S_PLATFORM=c10f".to_string()));
     let o = String::from_utf8_lossy(&out.stdout);
@@ -510,11 +536,48 @@ fn preflight_init_join_on_a_loaded_registry_agree_with_skopeo() {
         [
             "join",
             "10.0.0.10:6443",
-            "--token",
-            TOKEN,
             "--discovery-token-ca-cert-hash",
             hash
         ]
+    );
+    assert!(!s
+        .recorded_env()
+        .iter()
+        .any(|l| l.starts_with("FLAG_certificate_key")));
+
+    // From files and stdin: no secret on any command line, ours or the
+    // wrapper's (as every local user can read them in /proc/<pid>/cmdline).
+    let token_file = s.p("token");
+    fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let out = s.run_stdin(
+        &[
+            "join",
+            "10.0.0.10:6443",
+            "--token-file",
+            token_file.to_str().unwrap(),
+            "--discovery-token-ca-cert-hash",
+            hash,
+            "--control-plane",
+            "--certificate-key-file",
+            "-",
+            "--bundle",
+            s.archive.to_str().unwrap(),
+        ],
+        &policy,
+        &rd,
+        &format!("{CERT_KEY}\n"),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    for f in ["cmdline", "parent-cmdline"] {
+        let c = fs::read_to_string(s.p("record").join(f)).unwrap();
+        assert!(c.contains("join"), "{f}: {c}");
+        assert!(!c.contains(TOKEN) && !c.contains(CERT_KEY), "{f}: {c}");
+    }
+    let env = s.recorded_env();
+    assert!(env.contains(&format!("FLAG_token={TOKEN}")), "{env:?}");
+    assert!(
+        env.contains(&format!("FLAG_certificate_key={CERT_KEY}")),
+        "{env:?}"
     );
 
     // The same over an http:// lookaside (what nodes use: sigstore.local:81).

@@ -170,25 +170,110 @@ impl<W: Write> Write for Encoder<W> {
     }
 }
 
-/// A decompressing reader for either codec, chosen by sniffing. Concatenated
-/// xz streams and zstd frames are read through. Truncated input is an error,
-/// never a silent short read.
+/// Memory an xz decoder may take: the writer's largest preset (-9, a 64 MiB
+/// dictionary) needs ~65 MiB; a stream header that asks for more is refused
+/// before the dictionary is allocated, so an unsigned file cannot make the
+/// reader allocate gigabytes before the signature is checked.
+pub const XZ_DECODER_MEMLIMIT: u64 = 96 << 20;
+
+/// A decompressing reader for either codec, chosen by sniffing. It accepts what
+/// the writer produces and nothing more: xz streams one after another, each
+/// holding some of the archive (no empty streams, no stream padding, nothing
+/// else after the last one); one zstd frame and nothing after it (no skippable
+/// frames, no second frame). Truncated input is an error, never a silent short
+/// read.
 pub fn decoder<'a, R: BufRead + 'a>(mut r: R) -> io::Result<(Codec, Box<dyn Read + 'a>)> {
     let head = r.fill_buf()?;
     match Codec::sniff(head) {
-        Some(Codec::Xz) => Ok((
-            Codec::Xz,
-            Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(r)),
-        )),
+        Some(Codec::Xz) => Ok((Codec::Xz, Box::new(XzStreams::new(r)?))),
         Some(Codec::Zstd) => {
-            let mut d = zstd::stream::read::Decoder::with_buffer(r)?;
-            d.window_log_max(ZSTD_WINDOW_LOG_MAX)?;
-            Ok((Codec::Zstd, Box::new(d)))
+            let mut d = zstd::stream::read::Decoder::with_buffer(r)?.single_frame();
+            d.window_log_max(ZSTD_WINDOW_LOG)?;
+            Ok((Codec::Zstd, Box::new(ZstdFrame(d))))
         }
         None => Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "not an xz or zstd file (a bundle is .tar.xz or .tar.zst)",
         )),
+    }
+}
+
+fn trailing_data() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        "unexpected data after the end of the compressed archive",
+    )
+}
+
+/// One zstd frame, then the end of the file.
+struct ZstdFrame<'a, R: BufRead>(zstd::stream::read::Decoder<'a, R>);
+
+impl<R: BufRead> Read for ZstdFrame<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.0.read(buf)?;
+        if n == 0 && !buf.is_empty() && !self.0.get_mut().fill_buf()?.is_empty() {
+            return Err(trailing_data());
+        }
+        Ok(n)
+    }
+}
+
+/// Concatenated xz streams read one at a time, so that what lies between and
+/// after them is seen: every stream must decode to at least one byte, and
+/// only another stream may follow one.
+struct XzStreams<R: BufRead> {
+    current: Option<liblzma::bufread::XzDecoder<R>>,
+    /// Bytes the current stream has produced.
+    produced: u64,
+}
+
+impl<R: BufRead> XzStreams<R> {
+    fn new(r: R) -> io::Result<XzStreams<R>> {
+        Ok(XzStreams {
+            current: Some(Self::open(r)?),
+            produced: 0,
+        })
+    }
+
+    fn open(r: R) -> io::Result<liblzma::bufread::XzDecoder<R>> {
+        let stream =
+            Stream::new_stream_decoder(XZ_DECODER_MEMLIMIT, 0).map_err(io::Error::other)?;
+        Ok(liblzma::bufread::XzDecoder::new_stream(r, stream))
+    }
+}
+
+impl<R: BufRead> Read for XzStreams<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            let Some(d) = self.current.as_mut() else {
+                return Ok(0);
+            };
+            let n = d.read(buf)?;
+            if n > 0 {
+                self.produced += n as u64;
+                return Ok(n);
+            }
+            // The end of one stream.
+            if self.produced == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "an empty xz stream in the archive",
+                ));
+            }
+            let mut r = self.current.take().expect("checked above").into_inner();
+            let next = r.fill_buf()?;
+            if next.is_empty() {
+                return Ok(0);
+            }
+            if Codec::sniff(next) != Some(Codec::Xz) {
+                return Err(trailing_data());
+            }
+            self.current = Some(Self::open(r)?);
+            self.produced = 0;
+        }
     }
 }
 

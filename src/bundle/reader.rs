@@ -124,13 +124,16 @@ pub fn read_bundle(
 ) -> Result<Header, ReadError> {
     let (codec, decoded) = compress::decoder(BufReader::with_capacity(1 << 20, input))?;
     let mut archive = tar::Archive::new(decoded);
-    let mut entries = archive.entries()?;
+    // Raw: the tar crate must not act on PAX or GNU extension records (it
+    // would buffer them, and reads them differently from GNU tar); every
+    // header is checked to be the plain ustar the writer makes.
+    let mut entries = archive.entries()?.raw(true);
 
     // 1. bundle.json, then maybe its signature.
     let first = entries.next().ok_or_else(|| ReadError::NoManifest {
         first: "<empty archive>".into(),
     })??;
-    let first_name = entry_name(&first);
+    let first_name = plain_ustar(first.header())?;
     if first_name != MANIFEST_NAME {
         return Err(ReadError::NoManifest { first: first_name });
     }
@@ -140,7 +143,7 @@ pub fn read_bundle(
     let mut pending = entries.next().transpose()?;
     let mut signature = None;
     if let Some(e) = pending.take() {
-        if entry_name(&e) == SIGNATURE_NAME {
+        if plain_ustar(e.header())? == SIGNATURE_NAME {
             signature = Some(read_small(e, SIGNATURE_NAME, MAX_SIGNATURE_BYTES)?);
         } else {
             pending = Some(e);
@@ -160,7 +163,7 @@ pub fn read_bundle(
         Mode::Bundle,
         &mut on_entry,
     )?;
-    drain_trailer(archive.into_inner())?;
+    strict_end(archive.into_inner())?;
     Ok(header)
 }
 
@@ -203,10 +206,9 @@ fn read_body<'a, R: Read + 'a>(
             None => break,
             Some(e) => e?,
         };
-        let raw_name = entry_name(&e);
         let name = match mode {
-            Mode::Bundle => raw_name,
-            Mode::Legacy => raw_name.trim_start_matches("./").to_string(),
+            Mode::Bundle => plain_ustar(e.header())?,
+            Mode::Legacy => entry_name(&e).trim_start_matches("./").to_string(),
         };
         if name == SIGNATURE_NAME || name == MANIFEST_NAME {
             return Err(ReadError::Duplicate { name });
@@ -325,6 +327,109 @@ fn drain_trailer(mut rest: impl Read) -> Result<(), ReadError> {
     Ok(())
 }
 
+/// After the first zero block (where the tar reader stopped) the writer puts
+/// exactly one more, and then the stream ends: anything else is refused,
+/// reading at most one block of it.
+fn strict_end(mut rest: impl Read) -> Result<(), ReadError> {
+    let mut tail = Vec::new();
+    (&mut rest)
+        .take(BLOCK as u64 + 1)
+        .read_to_end(&mut tail)
+        .map_err(|e| ReadError::Trailer(e.to_string()))?;
+    if tail.len() != BLOCK || tail.iter().any(|&b| b != 0) {
+        return Err(ReadError::Trailer(
+            "unexpected data after the end of the archive (it must end with exactly two zero blocks)".into(),
+        ));
+    }
+    Ok(())
+}
+
+const BLOCK: usize = 512;
+
+/// The name of an entry whose header is exactly what the writer makes: POSIX
+/// ustar magic and version, a regular file (`'0'`), a size in octal digits
+/// (no base-256), name and prefix fields NUL-padded with nothing after the
+/// first NUL, UTF-8, within the ustar limits. Extension headers (PAX `x`/`g`,
+/// GNU `L`/`K`), sparse files and old or GNU headers are refused without
+/// reading their data: other tar readers interpret them in ways the tar crate
+/// does not (the last of two PAX `size` records, a long name against a PAX
+/// `path`), so only a header every reader reads alike is accepted.
+pub fn plain_ustar(h: &tar::Header) -> Result<String, ReadError> {
+    let b = h.as_bytes();
+    let name_field = &b[0..100];
+    let prefix_field = &b[345..500];
+    let shown = String::from_utf8_lossy(until_nul(name_field))
+        .chars()
+        .take(100)
+        .collect::<String>();
+    let bad = |why: &str| ReadError::BadEntry {
+        name: shown.clone(),
+        why: why.to_string(),
+    };
+    if &b[257..263] != b"ustar\0" || &b[263..265] != b"00" {
+        return Err(bad("is not a POSIX ustar header"));
+    }
+    if b[156] != b'0' {
+        return Err(bad(&format!(
+            "has type {:?}, only plain regular files are allowed (no PAX or GNU extension records, links or directories)",
+            b[156] as char
+        )));
+    }
+    let size = &b[124..136];
+    let digits = until_nul(size);
+    if digits.is_empty() || !digits.iter().all(|c| (b'0'..=b'7').contains(c)) {
+        return Err(bad("has a size that is not plain octal"));
+    }
+    let (name, prefix) = (until_nul(name_field), until_nul(prefix_field));
+    if !padded(name_field) || !padded(prefix_field) || name.is_empty() {
+        return Err(bad("has a malformed name field"));
+    }
+    let full = if prefix.is_empty() {
+        name.to_vec()
+    } else {
+        [prefix, b"/", name].concat()
+    };
+    // What the writer emits: printable ASCII without spaces or backslashes
+    // (which tar tools quote or escape), relative, no `.`/`..` or empty
+    // components, no trailing slash (a regular file named `x/` is a
+    // directory to GNU tar).
+    let name = String::from_utf8(full).map_err(|_| bad("has a name that is not UTF-8"))?;
+    let printable = name.bytes().all(|c| c.is_ascii_graphic() && c != b'\\');
+    let tidy = name
+        .split('/')
+        .all(|c| !c.is_empty() && c != "." && c != "..");
+    if !printable || !tidy {
+        return Err(bad("has a name the writer never makes (absolute, dotted, empty components or unusual characters)"));
+    }
+    Ok(name)
+}
+
+/// The entries of an uncompressed tar stream as the bundle reader's entry
+/// layer sees them (name and size), or its refusal: every header plain ustar,
+/// nothing after the end. Used to check that layer against GNU tar: whatever
+/// it accepts, `tar -t` must list alike.
+pub fn plain_entries(tar_stream: impl Read) -> Result<Vec<(String, u64)>, ReadError> {
+    let mut archive = tar::Archive::new(tar_stream);
+    let mut out = Vec::new();
+    for e in archive.entries()?.raw(true) {
+        let e = e?;
+        out.push((plain_ustar(e.header())?, e.size()));
+    }
+    strict_end(archive.into_inner())?;
+    Ok(out)
+}
+
+/// The bytes before the first NUL.
+fn until_nul(field: &[u8]) -> &[u8] {
+    let end = field.iter().position(|&c| c == 0).unwrap_or(field.len());
+    &field[..end]
+}
+
+/// Nothing but NULs after the first NUL.
+fn padded(field: &[u8]) -> bool {
+    field[until_nul(field).len()..].iter().all(|&c| c == 0)
+}
+
 fn entry_name<R: Read>(e: &tar::Entry<'_, R>) -> String {
     String::from_utf8_lossy(&e.path_bytes()).into_owned()
 }
@@ -371,7 +476,8 @@ pub fn read_legacy(
     let mut small: BTreeMap<Digest, Vec<u8>> = BTreeMap::new();
     let mut sizes: BTreeMap<Digest, u64> = BTreeMap::new();
     let mut dirs_seen: BTreeMap<String, ()> = BTreeMap::new();
-    for e in archive.entries()? {
+    let mut small_total = 0u64;
+    for e in archive.entries()?.raw(true) {
         let mut e = e?;
         let name = entry_name(&e).trim_start_matches("./").to_string();
         if let Some(top) = name.split('/').next() {
@@ -406,7 +512,9 @@ pub fn read_legacy(
                     });
                 };
                 sizes.insert(digest.clone(), e.size());
-                if e.size() <= crate::oci::MAX_MANIFEST_SIZE {
+                if e.size() <= crate::oci::MAX_MANIFEST_SIZE
+                    && small_total + e.size() <= MAX_LEGACY_JSON_BYTES
+                {
                     let data = read_small(&mut e, &name, crate::oci::MAX_MANIFEST_SIZE)?;
                     if data.first() == Some(&b'{') {
                         let actual = Digest::of(&data);
@@ -417,6 +525,7 @@ pub fn read_legacy(
                                 actual,
                             });
                         }
+                        small_total += data.len() as u64;
                         small.insert(digest, data);
                     }
                 }
@@ -458,6 +567,13 @@ pub fn read_legacy(
     drain_trailer(archive.into_inner())?;
     Ok(header)
 }
+
+/// Most JSON (manifests and configs) a legacy archive's first pass keeps:
+/// every small blob starting with `{` is a candidate until index.json says
+/// which are used, and a 41 KB file of compressible fakes held 632 MB.
+/// Beyond this, blobs are not kept, and an image that needs one is refused
+/// as missing it.
+const MAX_LEGACY_JSON_BYTES: u64 = 64 << 20;
 
 /// The bundle.json a podsec layout amounts to.
 fn legacy_manifest(
@@ -588,7 +704,8 @@ pub fn is_legacy(path: &std::path::Path) -> Result<bool, ReadError> {
     let f = std::fs::File::open(path)?;
     let (_, decoded) = compress::decoder(BufReader::new(f))?;
     let mut archive = tar::Archive::new(decoded);
-    let mut entries = archive.entries()?;
+    // Raw: a first entry that is an extension record must not be buffered.
+    let mut entries = archive.entries()?.raw(true);
     match entries.next() {
         Some(e) => Ok(entry_name(&e?) != MANIFEST_NAME),
         None => Ok(false),

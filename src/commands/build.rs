@@ -99,7 +99,10 @@ pub fn run(args: BuildArgs) -> Result<()> {
     }
 
     // Download distinct layers in parallel into the cache.
-    let layer_jobs = pull::layer_jobs(&resolved);
+    let mut layer_jobs = pull::layer_jobs(&resolved);
+    layer_jobs
+        .iter_mut()
+        .for_each(|j| j.max_stored = args.max_layer_size);
     let total: u64 = layer_jobs.iter().map(|j| j.source.size).sum();
     progress.message(&format!(
         "Fetching {} distinct layers ({}) with {jobs} parallel downloads",

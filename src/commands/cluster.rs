@@ -24,7 +24,20 @@ pub fn run_init(args: InitArgs) -> Result<()> {
 
 pub fn run_join(args: JoinArgs) -> Result<()> {
     kubeadm::validate_endpoint(&args.endpoint).map_err(anyhow::Error::msg)?;
-    if args.token.trim().is_empty() || args.discovery_token_ca_cert_hash.trim().is_empty() {
+    let token = secret(
+        args.token.as_deref(),
+        args.token_file.as_deref(),
+        "--token-file",
+    )?;
+    let certificate_key = match (&args.certificate_key, &args.certificate_key_file) {
+        (None, None) => None,
+        (k, f) => Some(secret(
+            k.as_deref(),
+            f.as_deref(),
+            "--certificate-key-file",
+        )?),
+    };
+    if token.trim().is_empty() || args.discovery_token_ca_cert_hash.trim().is_empty() {
         bail!("--token and --discovery-token-ca-cert-hash must not be empty");
     }
     let ignored: Vec<&str> = [
@@ -46,11 +59,22 @@ pub fn run_join(args: JoinArgs) -> Result<()> {
     }
     let join = JoinSpec {
         endpoint: args.endpoint.clone(),
-        token: args.token.clone(),
+        token,
         ca_cert_hash: args.discovery_token_ca_cert_hash.clone(),
-        control_plane: args.certificate_key.clone(),
+        control_plane: certificate_key,
     };
     run(&args.select, &args.run, Some(join))
+}
+
+/// A secret given on the command line or read from a file (or stdin).
+fn secret(value: Option<&str>, file: Option<&Path>, flag: &str) -> Result<String> {
+    match (value, file) {
+        (Some(v), _) => Ok(v.to_string()),
+        (None, Some(f)) => {
+            kubeadm::read_secret(f).with_context(|| format!("{flag} {}", f.display()))
+        }
+        (None, None) => bail!("{flag} is missing"),
+    }
 }
 
 fn run(select: &ClusterSelectArgs, opts: &KubeadmRunArgs, join: Option<JoinSpec>) -> Result<()> {
@@ -102,7 +126,7 @@ fn run(select: &ClusterSelectArgs, opts: &KubeadmRunArgs, join: Option<JoinSpec>
     }
 
     let argv = wrapper_args(join.as_ref(), opts);
-    let env = wrapper_env(&sel);
+    let mut env = wrapper_env(&sel);
     if opts.dry_run {
         println!("would run (dry run):");
         for (k, v) in &env {
@@ -127,6 +151,8 @@ fn run(select: &ClusterSelectArgs, opts: &KubeadmRunArgs, join: Option<JoinSpec>
         sel.image_repository()
     );
     std::io::stdout().flush()?;
+    // The secrets go in the environment, never on the wrapper's command line.
+    env.extend(join.iter().flat_map(JoinSpec::secret_env));
     let mut child = Command::new(&select.kubeadm)
         .args(&argv)
         .envs(env.iter().map(|(k, v)| (k, v)))
@@ -196,17 +222,12 @@ fn wrapper_args(join: Option<&JoinSpec>, opts: &KubeadmRunArgs) -> Vec<String> {
             a.extend([
                 "join".into(),
                 j.endpoint.clone(),
-                "--token".into(),
-                j.token.clone(),
                 "--discovery-token-ca-cert-hash".into(),
                 j.ca_cert_hash.clone(),
             ]);
-            if let Some(k) = &j.control_plane {
-                a.extend([
-                    "--control-plane".into(),
-                    "--certificate-key".into(),
-                    k.clone(),
-                ]);
+            // --token and --certificate-key: in the environment (JoinSpec::secret_env).
+            if j.control_plane.is_some() {
+                a.push("--control-plane".into());
             }
         }
     }

@@ -94,6 +94,8 @@ pub fn run(args: LoadArgs) -> Result<()> {
             &keyring,
             args.trust.allow_unsigned,
         )?;
+        u7s_bundle::platform::check_bundle_arch(&h.manifest.arch, args.arch.as_deref())
+            .map_err(|why| Box::new(Exit::Verification(why)) as reader::BoxError)?;
         let mut m = h.manifest.clone();
         if m.legacy_prefixes.is_empty() {
             // A podsec archive does not say; the profile of its platform does.
@@ -183,9 +185,18 @@ pub fn run(args: LoadArgs) -> Result<()> {
     let mut pusher =
         pusher.unwrap_or_else(|| Pusher::new(&client, m, n, args.dry_run, layer_compression));
 
+    // Every trust-file merge is computed and checked before the first
+    // signature or tag: an unmergeable policy.json must not fail the load
+    // after the tags moved.
+    let registry = client.host().to_string();
+    if !args.no_trust_config {
+        write_trust_files(signer.as_ref(), &args, &registry, true)?;
+        trust::registries_d::load(&args.registries_d)
+            .with_context(|| format!("reading {}", args.registries_d.display()))?;
+    }
+
     // Manifests by digest, then signatures, then tags.
     pusher.push_manifests().context("pushing manifests")?;
-    let registry = client.host().to_string();
     let digests: Vec<Digest> = (0..m.images.len())
         .map(|i| pusher.manifest_digest(i).clone())
         .collect();
@@ -403,9 +414,13 @@ fn write_trust_files(
     }
     fsutil::create_dir_all_mode(&args.keys_dir, 0o755)
         .with_context(|| format!("creating {}", args.keys_dir.display()))?;
-    let (p, changed) =
-        trust::keys::install_public_key(&args.keys_dir, &name, &signer.public_key_bytes()?)
-            .with_context(|| format!("writing the public key into {}", args.keys_dir.display()))?;
+    let (p, changed) = trust::keys::install_public_key(
+        &args.keys_dir,
+        &name,
+        &signer.public_key_bytes()?,
+        Some(&args.state_dir.join("backups")),
+    )
+    .with_context(|| format!("writing the public key into {}", args.keys_dir.display()))?;
     if changed {
         out.push(format!("wrote {}", p.display()));
     }

@@ -47,6 +47,10 @@ pub enum RegistryError {
     },
     #[error("{what} not found in {registry}")]
     NotFound { registry: String, what: String },
+    #[error("{registry} sent the upload to another origin, {origin}: refused (its data and our credentials go only to the registry itself)")]
+    ForeignUpload { registry: String, origin: String },
+    #[error("{registry} asks for credentials to be sent to {realm} over plain HTTP: refused (a token service on another host must use HTTPS; plain HTTP is accepted only for the registry's own host when --plain-http was given)")]
+    PlainTokenRealm { registry: String, realm: String },
     #[error("{registry} refused our credentials or requires some: {hint}")]
     Unauthorized { registry: String, hint: String },
     #[error("digest mismatch for {what}: expected {expected}, got {actual}")]
@@ -184,6 +188,8 @@ pub struct Client {
     credentials: Option<Credentials>,
     /// Authorization header value per repository scope, learnt from challenges.
     tokens: Arc<Mutex<HashMap<String, String>>>,
+    /// Token services on other hosts already named on stderr.
+    told_realms: Arc<Mutex<std::collections::BTreeSet<String>>>,
     attempts: u32,
     read_timeout: Option<Duration>,
 }
@@ -276,6 +282,7 @@ impl Client {
             base,
             credentials,
             tokens: Arc::new(Mutex::new(HashMap::new())),
+            told_realms: Arc::new(Mutex::new(std::collections::BTreeSet::new())),
             attempts: opts.attempts.max(1),
             read_timeout: opts.read_timeout,
         })
@@ -386,6 +393,7 @@ impl Client {
             },
             Some(Challenge::Bearer { realm, service, scope: chal_scope }) => {
                 let mut url = url::Url::parse(&realm).map_err(|e| unauthorized(&format!("bad token realm {realm:?}: {e}")))?;
+                self.check_realm(&url)?;
                 {
                     let mut q = url.query_pairs_mut();
                     if let Some(s) = &service {
@@ -416,6 +424,37 @@ impl Client {
                 Ok(format!("Bearer {token}"))
             }
             None => Err(unauthorized("it answered 401 without a usable WWW-Authenticate challenge")),
+        }
+    }
+
+    /// Where the user's password may go for a token. The realm comes from
+    /// the registry's answer, so a hostile or hijacked registry could name
+    /// any URL: over plain HTTP only the registry's own host, and only when
+    /// the user chose plain HTTP for it; another host must be HTTPS and is
+    /// named on stderr (once per client), so the user sees where it went.
+    fn check_realm(&self, realm: &url::Url) -> Result<()> {
+        if self.credentials.is_none() {
+            return Ok(()); // anonymous: no secret of the user's goes out
+        }
+        let own_host = realm.host_str() == self.base.host_str();
+        match realm.scheme() {
+            "https" => {
+                if !own_host {
+                    let origin = realm.origin().ascii_serialization();
+                    if self.told_realms.lock().unwrap().insert(origin.clone()) {
+                        eprintln!(
+                            "{}: credentials go to the token service {origin}",
+                            self.host
+                        );
+                    }
+                }
+                Ok(())
+            }
+            "http" if own_host && self.base.scheme() == "http" => Ok(()),
+            _ => Err(RegistryError::PlainTokenRealm {
+                registry: self.host.clone(),
+                realm: realm.origin().ascii_serialization(),
+            }),
         }
     }
 
@@ -725,15 +764,30 @@ impl Client {
         Ok(out)
     }
 
+    /// An upload session's next URL. It must stay on the registry's origin:
+    /// the PATCHes that follow carry the image and the Authorization header.
     fn location(&self, resp: &Response, url: &str) -> Result<String> {
-        header_str(resp.headers(), LOCATION)
+        let loc = header_str(resp.headers(), LOCATION)
             .map(|l| self.resolve(&l))
             .ok_or_else(|| RegistryError::Status {
                 method: Method::POST,
                 url: url.to_string(),
                 status: resp.status(),
                 body: "no Location header in the answer".into(),
-            })
+            })?;
+        let origin = url::Url::parse(&loc).map(|u| u.origin()).map_err(|_| {
+            RegistryError::ForeignUpload {
+                registry: self.host.clone(),
+                origin: shown_url(&loc),
+            }
+        })?;
+        if origin != self.base.origin() {
+            return Err(RegistryError::ForeignUpload {
+                registry: self.host.clone(),
+                origin: origin.ascii_serialization(),
+            });
+        }
+        Ok(loc)
     }
 }
 

@@ -74,7 +74,9 @@ fn check_public_key(bytes: &[u8]) -> Result<(), KeyError> {
 }
 
 /// Install `bytes` as `<keys_dir>/<name>.pgp` (0644; directory created 0755),
-/// atomically, keeping a dated backup if a different key was there.
+/// atomically, keeping a dated backup if a different key was there. The
+/// backup goes to `backup_dir` when given: the keys directory is served to
+/// every node over HTTP, and an old file must not be published there.
 ///
 /// Returns the path and whether anything changed (`false` when the same key
 /// is already installed — re-runs are no-ops). `bytes` must be an OpenPGP
@@ -83,6 +85,7 @@ pub fn install_public_key(
     keys_dir: &Path,
     name: &str,
     bytes: &[u8],
+    backup_dir: Option<&Path>,
 ) -> Result<(PathBuf, bool), KeyError> {
     if !is_valid_key_name(name) {
         return Err(KeyError::InvalidName(name.to_string()));
@@ -95,7 +98,8 @@ pub fn install_public_key(
     };
     fsutil::create_dir_all_mode(keys_dir, 0o755).map_err(io_err(keys_dir))?;
     let existed = path.exists();
-    let backup = fsutil::write_atomic_with_backup(&path, bytes, 0o644).map_err(io_err(&path))?;
+    let backup = fsutil::write_atomic_with_backup_in(&path, bytes, 0o644, backup_dir)
+        .map_err(io_err(&path))?;
     Ok((path, !existed || backup.is_some()))
 }
 
@@ -129,11 +133,49 @@ mod tests {
         }
     }
 
+    /// keys/ is served over HTTP: a replaced key's backup goes elsewhere
+    /// (the state directory), with the old file's mode; a key file planted
+    /// as a link to a 0600 secret is refused, and the secret is copied
+    /// nowhere.
+    #[test]
+    fn backups_leave_the_served_directory_and_links_to_secrets_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("keys");
+        let state = t.path().join("state/backups");
+        install_public_key(&dir, "imagemaker", ARMORED, Some(&state)).unwrap();
+        let binary = [0x99u8, 0x01, 0x0d, 0x04];
+        install_public_key(&dir, "imagemaker", &binary, Some(&state)).unwrap();
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1, "no backup in keys/");
+        let backups: Vec<_> = fs::read_dir(&state)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(backups.len(), 1);
+        assert_eq!(fs::read(&backups[0]).unwrap(), ARMORED);
+
+        let secret = t.path().join("secret");
+        fs::write(&secret, "PRIVATE").unwrap();
+        fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).unwrap();
+        let key = dir.join("other.pgp");
+        std::os::unix::fs::symlink(&secret, &key).unwrap();
+        assert!(install_public_key(&dir, "other", ARMORED, Some(&state)).is_err());
+        assert!(fs::symlink_metadata(&key).unwrap().file_type().is_symlink());
+        for d in [&dir, &state] {
+            for e in fs::read_dir(d).unwrap() {
+                let p = e.unwrap().path();
+                if p != key {
+                    assert_ne!(fs::read(&p).unwrap(), b"PRIVATE", "{}", p.display());
+                }
+            }
+        }
+    }
+
     #[test]
     fn install_is_atomic_idempotent_and_backed_up() {
         let t = tempfile::tempdir().unwrap();
         let dir = t.path().join("keys");
-        let (p, changed) = install_public_key(&dir, "imagemaker", ARMORED).unwrap();
+        let (p, changed) = install_public_key(&dir, "imagemaker", ARMORED, None).unwrap();
         assert!(changed);
         assert_eq!(p, dir.join("imagemaker.pgp"));
         assert_eq!(
@@ -145,19 +187,19 @@ mod tests {
             0o755
         );
         assert_eq!(
-            install_public_key(&dir, "imagemaker", ARMORED).unwrap(),
+            install_public_key(&dir, "imagemaker", ARMORED, None).unwrap(),
             (p.clone(), false)
         );
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
 
         let binary = [0x99u8, 0x01, 0x0d, 0x04];
-        let (_, changed) = install_public_key(&dir, "imagemaker", &binary).unwrap();
+        let (_, changed) = install_public_key(&dir, "imagemaker", &binary, None).unwrap();
         assert!(changed);
         assert_eq!(fs::read(&p).unwrap(), binary);
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 2, "one backup");
 
         assert!(matches!(
-            install_public_key(&dir, "../evil", ARMORED),
+            install_public_key(&dir, "../evil", ARMORED, None),
             Err(KeyError::InvalidName(_))
         ));
     }
@@ -174,7 +216,7 @@ mod tests {
             (&b"hello"[..], "not an OpenPGP key"),
             (&b"  \n"[..], "empty"),
         ] {
-            let e = install_public_key(t.path(), "k", bad).unwrap_err();
+            let e = install_public_key(t.path(), "k", bad, None).unwrap_err();
             assert!(e.to_string().contains(want), "{bad:?}: {e}");
         }
         assert!(!t.path().join("k.pgp").exists());
@@ -222,9 +264,9 @@ mod tests {
             args.push("test@u7s.invalid");
             let out = gpg(&args).unwrap();
             assert!(out.status.success() && !out.stdout.is_empty());
-            install_public_key(t.path(), "k", &out.stdout).unwrap();
+            install_public_key(t.path(), "k", &out.stdout, None).unwrap();
             let secret = gpg(&["--export-secret-keys", "test@u7s.invalid"]).unwrap();
-            assert!(install_public_key(t.path(), "s", &secret.stdout).is_err());
+            assert!(install_public_key(t.path(), "s", &secret.stdout, None).is_err());
         }
     }
 }
