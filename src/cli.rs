@@ -316,6 +316,15 @@ pub struct LoadArgs {
         default_value = "/etc/containers/registries.d"
     )]
     pub registries_d: PathBuf,
+    /// containers-registries.conf drop-in directory: a plain-HTTP registry is
+    /// marked `insecure = true` there (u7s-bundle.conf), unless registries.conf or
+    /// another drop-in already says so; without it podman and CRI-O insist on HTTPS.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/etc/containers/registries.conf.d"
+    )]
+    pub registries_conf_d: PathBuf,
     /// Where readers (CRI-O on every node) fetch signatures from.
     #[arg(
         long,

@@ -128,6 +128,10 @@ impl Site {
             self.p("etc/containers/policy.json").display().to_string(),
             "--registries-d".into(),
             self.p("etc/containers/registries.d").display().to_string(),
+            "--registries-conf-d".into(),
+            self.p("etc/containers/registries.conf.d")
+                .display()
+                .to_string(),
             "--lookaside-url".into(),
             format!("file://{}", sigstore.display()),
             // Per test, so parallel tests don't queue on the host-wide lock.

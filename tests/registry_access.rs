@@ -380,6 +380,8 @@ fn load_into_a_tls_registry_with_basic_auth() {
             p("etc/containers/policy.json"),
             "--registries-d".into(),
             p("etc/containers/registries.d"),
+            "--registries-conf-d".into(),
+            p("etc/containers/registries.conf.d"),
             "--lookaside-url".into(),
             format!("file://{}", p("sigstore")),
             "--lock-file".into(),

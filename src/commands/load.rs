@@ -229,6 +229,13 @@ pub fn run(args: LoadArgs) -> Result<()> {
     let mut changes: Vec<String> = Vec::new();
     if !args.no_trust_config {
         changes = write_trust_files(signer.as_ref(), &args, &registry, args.dry_run)?;
+        if plain_http {
+            changes.extend(mark_insecure(
+                &args.registries_conf_d,
+                &registry,
+                args.dry_run,
+            )?);
+        }
     }
 
     // What was loaded, for preflight/init/join to default to.
@@ -473,6 +480,21 @@ fn write_trust_files(
         out.push(c.to_string());
     }
     Ok(out)
+}
+
+/// Plain HTTP: the registries.conf drop-in that lets podman and CRI-O pull.
+fn mark_insecure(conf_d: &Path, registry: &str, dry_run: bool) -> Result<Vec<String>> {
+    let plan = trust::registries_conf::plan(conf_d, registry)
+        .with_context(|| format!("checking {}", conf_d.display()))?;
+    if dry_run {
+        return Ok(plan
+            .changes
+            .iter()
+            .map(|c| format!("would do: {c}"))
+            .collect());
+    }
+    let changes = trust::registries_conf::apply(plan)?;
+    Ok(changes.iter().map(ToString::to_string).collect())
 }
 
 /// `imagemaker` from `imagemaker@example.org`; the fingerprint when there is no email.

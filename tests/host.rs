@@ -1,0 +1,155 @@
+//! The isolated host as the cluster sees it: after `u7s-bundle load`, every
+//! loaded name pulls with podman (containers/image, as in CRI-O) by the name
+//! `registry.local/…`, with the policy.json, registries.d and
+//! registries.conf.d that load wrote and no TLS override (see
+//! [`common::host`]).
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use common::host::{with_isolated_host, IsolatedHost};
+use common::*;
+
+const SET: [&str; 9] = [
+    "c10f/kube-apiserver:v1.26.9",
+    "c10f/kube-controller-manager:v1.26.9",
+    "c10f/kube-scheduler:v1.26.9",
+    "c10f/kube-proxy:v1.26.9",
+    "c10f/coredns:v1.9.3",
+    "c10f/pause:3.9",
+    "c10f/etcd:3.5.6-0",
+    "c10f/flannel:v0.26.7",
+    "c10f/flannel-cni-plugin:v1.6.2-flannel1",
+];
+
+fn ub(home: &Path, args: &[&str]) -> Output {
+    command(home).args(args).output().expect("run u7s-bundle")
+}
+
+/// Every name load pushes: the bundle's and the legacy `k8s-c10f2/` alias.
+fn all_names() -> Vec<String> {
+    SET.iter()
+        .flat_map(|n| [n.to_string(), n.replacen("c10f/", "k8s-c10f2/", 1)])
+        .collect()
+}
+
+/// A signed bundle built outside the isolated host (its source registry is on
+/// the ordinary loopback), plus the keys.
+struct Bundle {
+    _src: Registry,
+    home: tempfile::TempDir,
+    work: tempfile::TempDir,
+    archive: PathBuf,
+    builder_pub: PathBuf,
+}
+
+impl Bundle {
+    fn build() -> Bundle {
+        let src = Registry::start();
+        let work = tempfile::tempdir().unwrap();
+        make_fixtures(&work.path().join("layout"), &SET, Some(&src));
+        let home = tempfile::tempdir().unwrap();
+        let builder = work.path().join("builder");
+        stdout_ok(&ub(
+            home.path(),
+            &[
+                "keygen",
+                "--uid",
+                "Builder <builder@example.org>",
+                "--output",
+                builder.to_str().unwrap(),
+            ],
+        ));
+        let out = ub(
+            home.path(),
+            &[
+                "build",
+                "--platform",
+                "k8s-c10f2",
+                "--kube-version",
+                "v1.26.9",
+                "--arch",
+                "amd64",
+                "--source",
+                &src.addr,
+                "--plain-http",
+                "--sign-key",
+                builder.with_extension("key").to_str().unwrap(),
+                "--output",
+                work.path().join("bundles").to_str().unwrap(),
+                "--compression",
+                "zstd",
+            ],
+        );
+        let archive = PathBuf::from(stdout_ok(&out).trim());
+        Bundle {
+            _src: src,
+            home,
+            work,
+            archive,
+            builder_pub: builder.with_extension("pgp"),
+        }
+    }
+
+    fn p(&self, rel: &str) -> PathBuf {
+        self.work.path().join(rel)
+    }
+
+    /// A signing key made by `keygen` with this uid; returns the `.key` path.
+    fn keygen(&self, name: &str, uid: &str) -> PathBuf {
+        let out = self.p(name);
+        stdout_ok(&ub(
+            self.home.path(),
+            &["keygen", "--uid", uid, "--output", out.to_str().unwrap()],
+        ));
+        out.with_extension("key")
+    }
+
+    /// `load` on `host` with the default trust paths under /etc/containers
+    /// (the namespace's own) and the writable ones under `host`'s temp dir.
+    fn load(&self, host: &IsolatedHost, extra: &[&str]) -> Output {
+        let sig = host.path("var/sigstore/sigstore");
+        let mut args: Vec<String> = vec![
+            "load".into(),
+            self.archive.display().to_string(),
+            "--keyring".into(),
+            self.builder_pub.display().to_string(),
+            "--sigstore-dir".into(),
+            sig.display().to_string(),
+            "--keys-dir".into(),
+            host.path("var/sigstore/keys").display().to_string(),
+            "--lookaside-url".into(),
+            format!("file://{}", sig.display()),
+            "--lock-file".into(),
+            host.path("load.lock").display().to_string(),
+            "--state-dir".into(),
+            host.path("state").display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        ub(self.home.path(), &a)
+    }
+}
+
+#[test]
+fn every_loaded_name_pulls_with_podman_by_its_registry_local_name() {
+    let b = Bundle::build();
+    let key = b.keygen("imagemaker", "Image Maker <imagemaker@example.org>");
+    with_isolated_host(|h| {
+        stdout_ok(&b.load(h, &["--sign-key", key.to_str().unwrap()]));
+        let conf_d = h.etc_containers().join("registries.conf.d");
+        let dropins: Vec<_> = fs::read_dir(&conf_d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(dropins.len(), 1, "one drop-in in {}", conf_d.display());
+        h.assert_pulls(&all_names());
+
+        // A second load finds its own drop-in and writes nothing more.
+        let text = stdout_ok(&b.load(h, &["--sign-key", key.to_str().unwrap()]));
+        assert!(!text.contains("registries.conf.d"), "{text}");
+    });
+}
