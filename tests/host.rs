@@ -153,3 +153,103 @@ fn every_loaded_name_pulls_with_podman_by_its_registry_local_name() {
         assert!(!text.contains("registries.conf.d"), "{text}");
     });
 }
+
+/// Set `h` up as podsec leaves a host: `/etc/containers/policy.json` a symlink
+/// to a dated file with `signedBy keyPath …/imagemaker.pgp` (podsec's own
+/// imagemaker key, made by gpg), registries.conf marking registry.local
+/// insecure, registries.d with both lookaside and sigstore pairs, the sigstore
+/// dir root:`group` 0775, and one image pushed and signed with that key
+/// through skopeo. Returns the GnuPG home holding the key.
+fn podsec_host(h: &IsolatedHost, b: &Bundle, group: u32) -> GnupgHome {
+    let etc = h.etc_containers();
+    let keys = h.path("var/sigstore/keys");
+    let sig = h.path("var/sigstore/sigstore");
+    fs::create_dir_all(&keys).unwrap();
+    fs::create_dir_all(&sig).unwrap();
+    std::os::unix::fs::chown(&sig, Some(0), Some(group)).unwrap();
+    fs::set_permissions(&sig, std::os::unix::fs::PermissionsExt::from_mode(0o775)).unwrap();
+    let gh = gnupg_home();
+    let fpr = gh.gen_key("imagemaker <imagemaker@podsec.local>");
+    fs::write(keys.join("imagemaker.pgp"), gh.export(&fpr)).unwrap();
+    let dated = etc.join("policy.json.2026-01-01_000000");
+    fs::write(
+        &dated,
+        format!(
+            r#"{{"default":[{{"type":"reject"}}],"transports":{{"docker":{{"registry.local":[{{"type":"signedBy","keyType":"GPGKeys","keyPath":"{}"}}]}}}}}}"#,
+            keys.join("imagemaker.pgp").display()
+        ),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&dated, etc.join("policy.json")).unwrap();
+    fs::write(
+        etc.join("registries.conf"),
+        "[[registry]]\nlocation = \"registry.local\"\ninsecure = true\n",
+    )
+    .unwrap();
+    let url = format!("file://{}", sig.display());
+    fs::write(
+        etc.join("registries.d/default.yaml"),
+        format!(
+            "default-docker:\n  lookaside: {url}\n  sigstore: {url}\n  \
+             lookaside-staging: {url}\n  sigstore-staging: {url}\n"
+        ),
+    )
+    .unwrap();
+    let out = skopeo_env(
+        [
+            "--insecure-policy",
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            "--sign-by",
+            &fpr,
+            &format!("oci:{}:c10f/pause:3.9", b.p("layout").display()),
+            "docker://registry.local/podsec/old:1",
+        ],
+        &[("GNUPGHOME", gh.path().to_str().unwrap())],
+    );
+    assert_success(&out, "skopeo copy --sign-by (podsec's imagemaker)");
+    gh
+}
+
+#[test]
+fn a_host_podsec_set_up_keeps_pulling_its_old_images_after_a_load() {
+    let b = Bundle::build();
+    // imagemaker@…, as in the guide's keygen example: the name podsec's key has.
+    let key = b.keygen("imagemaker", "Image Maker <imagemaker@example.org>");
+    with_isolated_host(|h| {
+        let _gh = podsec_host(h, &b, 100);
+        h.assert_pulls(&["podsec/old:1".to_string()]);
+        let keys = h.path("var/sigstore/keys");
+        let old_key = fs::read(keys.join("imagemaker.pgp")).unwrap();
+
+        let text = stdout_ok(&b.load(h, &["--sign-key", key.to_str().unwrap()]));
+        assert_eq!(
+            fs::read(keys.join("imagemaker.pgp")).unwrap(),
+            old_key,
+            "podsec's key file replaced: {text}"
+        );
+        let policy: serde_json::Value =
+            serde_json::from_slice(&fs::read("/etc/containers/policy.json").unwrap()).unwrap();
+        let paths = policy["transports"]["docker"]["registry.local"][0]["keyPaths"]
+            .as_array()
+            .unwrap_or_else(|| panic!("keyPaths in {policy}"))
+            .clone();
+        assert_eq!(paths.len(), 2, "{paths:?}");
+        // The admin's registries.conf already says insecure: no drop-in.
+        assert_eq!(
+            fs::read_dir(h.etc_containers().join("registries.conf.d"))
+                .unwrap()
+                .count(),
+            0
+        );
+        let mut names = all_names();
+        names.push("podsec/old:1".into());
+        h.assert_pulls(&names);
+
+        // A re-run changes no key file and no policy.
+        let text = stdout_ok(&b.load(h, &["--sign-key", key.to_str().unwrap()]));
+        assert!(!text.contains(".pgp"), "{text}");
+        assert!(!text.contains("policy.json"), "{text}");
+    });
+}

@@ -407,7 +407,10 @@ fn write_trust_files(
     registry: &str,
     dry_run: bool,
 ) -> Result<Vec<String>> {
-    let name = key_file_name(signer);
+    // Never over another key: a policy rule may name that file.
+    let (name, key_present) =
+        trust::keys::choose_key_name(&args.keys_dir, &key_file_name(signer), signer.fingerprint())
+            .with_context(|| format!("choosing a key file in {}", args.keys_dir.display()))?;
     // policy.json needs an absolute keyPath: CRI-O would resolve a relative one
     // from its own working directory.
     let key_path = absolute(&args.keys_dir).join(format!("{name}.pgp"));
@@ -439,10 +442,12 @@ fn write_trust_files(
     }
     fsutil::create_dir_all_mode(&args.keys_dir, 0o755)
         .with_context(|| format!("creating {}", args.keys_dir.display()))?;
-    let (p, changed) =
-        trust::keys::install_public_key(&args.keys_dir, &name, &signer.public_key_bytes()?)
-            .with_context(|| format!("writing the public key into {}", args.keys_dir.display()))?;
-    if changed {
+    if !key_present {
+        let (p, _) =
+            trust::keys::install_public_key(&args.keys_dir, &name, &signer.public_key_bytes()?)
+                .with_context(|| {
+                    format!("writing the public key into {}", args.keys_dir.display())
+                })?;
         out.push(format!("wrote {}", p.display()));
     }
     if let Some(parent) = args.policy.parent() {
