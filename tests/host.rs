@@ -246,10 +246,72 @@ fn a_host_podsec_set_up_keeps_pulling_its_old_images_after_a_load() {
         let mut names = all_names();
         names.push("podsec/old:1".into());
         h.assert_pulls(&names);
+        // What load created under the sigstore dir keeps podsec's group and
+        // group write, so the imagemaker can still sign into it.
+        let sigstore = h.path("var/sigstore/sigstore");
+        let mut dirs = vec![sigstore.join("c10f"), sigstore.join("k8s-c10f2")];
+        dirs.extend(
+            fs::read_dir(sigstore.join("c10f"))
+                .unwrap()
+                .map(|e| e.unwrap().path()),
+        );
+        for d in dirs {
+            use std::os::unix::fs::MetadataExt;
+            let m = fs::metadata(&d).unwrap();
+            assert_eq!(
+                (m.gid(), m.mode() & 0o7777),
+                (100, 0o775),
+                "{}",
+                d.display()
+            );
+        }
 
         // A re-run changes no key file and no policy.
         let text = stdout_ok(&b.load(h, &["--sign-key", key.to_str().unwrap()]));
         assert!(!text.contains(".pgp"), "{text}");
         assert!(!text.contains("policy.json"), "{text}");
+    });
+}
+
+#[test]
+fn a_rerun_moves_unreadable_signatures_aside_and_the_images_pull_again() {
+    let b = Bundle::build();
+    let key = b.keygen("imagemaker", "Image Maker <imagemaker@example.org>");
+    with_isolated_host(|h| {
+        stdout_ok(&b.load(h, &["--sign-key", key.to_str().unwrap()]));
+        let sigstore = h.path("var/sigstore/sigstore");
+        let sig1 = |repo: &str| {
+            let d = fs::read_dir(sigstore.join(repo).parent().unwrap())
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .find(|p| {
+                    p.file_name()
+                        .unwrap()
+                        .to_str()
+                        .unwrap()
+                        .starts_with(&format!("{}@", repo.rsplit('/').next().unwrap()))
+                })
+                .unwrap();
+            d.join("signature-1")
+        };
+        // Empty, and not a signature: each stops containers/image's reader.
+        fs::write(sig1("c10f/pause"), b"").unwrap();
+        fs::write(sig1("c10f/coredns"), b"not a signature\n").unwrap();
+        assert!(!h.podman_pull("c10f/pause:3.9").status.success());
+
+        let text = stdout_ok(&b.load(h, &["--sign-key", key.to_str().unwrap()]));
+        h.assert_pulls(&all_names());
+        assert_eq!(text.matches("moved aside to").count(), 2, "{text}");
+        for repo in ["c10f/pause", "c10f/coredns"] {
+            let dir = sig1(repo).parent().unwrap().to_path_buf();
+            let mut names: Vec<String> = fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            names.sort();
+            assert_eq!(names.len(), 2, "{names:?}");
+            assert_eq!(names[0], "signature-1");
+            assert!(names[1].starts_with("signature-1.invalid-"), "{names:?}");
+        }
     });
 }

@@ -301,6 +301,9 @@ pub fn run(args: LoadArgs) -> Result<()> {
             sig_stats.written,
             sig_stats.present
         );
+        for m in &sig_stats.moved_aside {
+            println!("{m}");
+        }
         if skipped_rest {
             println!(
                 "every layer was already in the registry: the rest of the archive was not read"
@@ -330,6 +333,22 @@ fn is_registry_local(host: &str) -> bool {
 struct SignStats {
     written: usize,
     present: usize,
+    /// Unreadable signature files moved out of the way (see trust::lookaside::repair).
+    moved_aside: Vec<String>,
+}
+
+fn moved_aside_note(m: &trust::lookaside::MovedAside) -> String {
+    match &m.kept {
+        Some(k) => format!(
+            "{} is empty or not a signature (podman and CRI-O would refuse the image): moved aside to {}",
+            m.was.display(),
+            k.display()
+        ),
+        None => format!(
+            "{} is empty or not a signature: would be moved aside",
+            m.was.display()
+        ),
+    }
 }
 
 /// Sign every manifest for every name it was pushed under, unless a valid
@@ -349,6 +368,12 @@ fn sign_all(
     for n in names {
         let digest: &Digest = &digests[n.image];
         let identity = n.identity(registry);
+        for m in
+            trust::lookaside::repair(sigstore, &n.repository, &digest.lookaside_form(), dry_run)
+                .with_context(|| format!("checking the signatures of {identity}"))?
+        {
+            stats.moved_aside.push(moved_aside_note(&m));
+        }
         let existing =
             trust::lookaside::read_signatures(sigstore, &n.repository, &digest.lookaside_form())
                 .with_context(|| format!("reading signatures of {identity}"))?;
