@@ -716,3 +716,67 @@ fn layer_compression_pushes_compressed_layers_that_verify() {
         "application/vnd.oci.image.layer.v1.tar"
     );
 }
+
+#[test]
+fn a_passphrase_protected_gpg_key_fails_before_any_push_and_works_with_a_passphrase_file() {
+    let s = Site::new();
+    let gh = gnupg_home();
+    assert_success(
+        &gh.gpg([
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "correct horse",
+            "--quick-gen-key",
+            "Image Maker <imagemaker@example.org>",
+            "rsa3072",
+            "sign,cert",
+            "never",
+        ]),
+        "gpg keygen",
+    );
+    let run = |extra: &[String]| {
+        let mut args: Vec<String> = vec![
+            "load".into(),
+            s.archive.display().to_string(),
+            "--keyring".into(),
+            s.builder_pub.display().to_string(),
+            "--sign-by".into(),
+            "imagemaker@example.org".into(),
+        ];
+        args.extend(s.trust_args());
+        args.extend(extra.iter().cloned());
+        command(s.home.path())
+            .args(&args)
+            .env("GNUPGHOME", gh.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    // No terminal, no passphrase file: stops before the registry sees a write.
+    let out = run(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("--passphrase-file") && err.contains("terminal"),
+        "{err}"
+    );
+    let writes: Vec<_> = s
+        .target
+        .requests()
+        .into_iter()
+        .filter(|r| r.method != "GET" && r.method != "HEAD")
+        .collect();
+    assert!(
+        writes.is_empty(),
+        "pushed before signing was proven: {writes:?}"
+    );
+
+    let pass = s.p("passphrase");
+    fs::write(&pass, "correct horse\n").unwrap();
+    fs::set_permissions(&pass, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    stdout_ok(&run(&[
+        "--passphrase-file".into(),
+        pass.display().to_string(),
+    ]));
+}

@@ -47,6 +47,7 @@ pub fn run(args: LoadArgs) -> Result<()> {
                 id,
                 sign::GpgOptions {
                     passphrase_file: args.passphrase_file.clone(),
+                    tty: sign::gpg::stdin_tty(),
                     ..Default::default()
                 },
             )
@@ -56,6 +57,9 @@ pub fn run(args: LoadArgs) -> Result<()> {
             "no signing key: give --sign-key FILE (see `u7s-bundle keygen`) or --sign-by ID (a GnuPG key of this user)"
         ),
     };
+
+    // Proven before the first byte is pushed, not after the whole push.
+    sign::probe(signer.as_ref()).with_context(|| probe_failed(&args, signer.fingerprint()))?;
 
     let plain_http = args.registry_opts.plain_http || is_registry_local(&args.registry);
     let client = registry_client(&args.registry, plain_http, &args.registry_opts)?;
@@ -510,6 +514,20 @@ fn write_trust_files(
         out.push(c.to_string());
     }
     Ok(out)
+}
+
+/// What to do when the probe signature fails: a GnuPG key with a passphrase
+/// needs pinentry on a terminal or a passphrase file.
+fn probe_failed(args: &LoadArgs, fingerprint: &str) -> String {
+    let mut msg = format!("the signing key {fingerprint} cannot sign");
+    if args.sign_by.is_some() && args.passphrase_file.is_none() && sign::gpg::stdin_tty().is_none()
+    {
+        msg.push_str(
+            "; if it has a passphrase, run load from a terminal (gpg-agent's pinentry asks there) \
+             or give --passphrase-file FILE",
+        );
+    }
+    msg
 }
 
 /// Plain HTTP: the registries.conf drop-in that lets podman and CRI-O pull.

@@ -38,7 +38,7 @@ pub use keys::{
     generate, keyring_from_dir, load_keyring, load_keyring_bytes, passphrase_from_file,
     write_key_pair, SigningKey,
 };
-pub use simple::{parse_payload, payload, verify_simple, ImageSigner, SimplePayload};
+pub use simple::{parse_payload, payload, probe, verify_simple, ImageSigner, SimplePayload};
 
 /// Result type of this module.
 pub type Result<T, E = SignError> = std::result::Result<T, E>;
