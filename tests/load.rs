@@ -780,3 +780,51 @@ fn a_passphrase_protected_gpg_key_fails_before_any_push_and_works_with_a_passphr
         pass.display().to_string(),
     ]));
 }
+
+#[test]
+fn without_root_every_unwritable_path_is_named_before_the_archive_is_read() {
+    let s = Site::new();
+    for dry in [false, true] {
+        let mut args: Vec<String> = vec![
+            "load".into(),
+            s.archive.display().to_string(),
+            "--sign-key".into(),
+            s.signer_key.display().to_string(),
+        ];
+        args.extend(s.trust_args());
+        if dry {
+            args.push("--dry-run".into());
+        }
+        // An unprivileged user: the temp dirs are root's, 0700.
+        let mut cmd = Command::new("setpriv");
+        clean_env(&mut cmd, s.home.path());
+        let out = cmd
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(bin())
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(err.contains("run it as root"), "{err}");
+        for opt in [
+            "--lock-file",
+            "--state-dir",
+            "--sigstore-dir",
+            "--keys-dir",
+            "--policy",
+            "--registries-d ",
+            "--registries-conf-d",
+        ] {
+            assert!(err.contains(opt), "{opt} not named: {err}");
+        }
+        // Nothing was read from the archive: the message is not about it.
+        assert!(!err.contains(s.archive.to_str().unwrap()), "{err}");
+    }
+    assert!(s
+        .target
+        .requests()
+        .iter()
+        .all(|r| r.method == "GET" && r.path == "/v2/"));
+}

@@ -26,6 +26,7 @@ use u7s_bundle::{fsutil, interrupt};
 pub fn run(args: LoadArgs) -> Result<()> {
     interrupt::install();
     let progress = Progress::auto(args.quiet || args.json);
+    check_writable(&args)?;
     let keyring = trusted_keys(&args.trust)?;
 
     // The signer first: a wrong passphrase or a missing key fails before any work.
@@ -514,6 +515,32 @@ fn write_trust_files(
         out.push(c.to_string());
     }
     Ok(out)
+}
+
+/// Every path load writes, checked before anything is read (a dry run too).
+fn check_writable(args: &LoadArgs) -> Result<()> {
+    use trust::writable::Target;
+    fn t<'a>(option: &'static str, path: &'a Path, is_file: bool) -> Target<'a> {
+        Target {
+            option,
+            path,
+            is_file,
+        }
+    }
+    let mut targets = vec![
+        t("--lock-file", &args.lock_file, true),
+        t("--state-dir", &args.state_dir, false),
+        t("--sigstore-dir", &args.sigstore_dir, false),
+    ];
+    if !args.no_trust_config {
+        targets.extend([
+            t("--keys-dir", &args.keys_dir, false),
+            t("--policy", &args.policy, true),
+            t("--registries-d", &args.registries_d, false),
+            t("--registries-conf-d", &args.registries_conf_d, false),
+        ]);
+    }
+    Ok(trust::writable::check(&targets)?)
 }
 
 /// What to do when the probe signature fails: a GnuPG key with a passphrase

@@ -25,6 +25,7 @@ pub mod lookaside;
 pub mod policy;
 pub mod registries_conf;
 pub mod registries_d;
+pub mod writable;
 
 use std::fmt;
 use std::path::PathBuf;
