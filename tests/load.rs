@@ -828,3 +828,57 @@ fn without_root_every_unwritable_path_is_named_before_the_archive_is_read() {
         .iter()
         .all(|r| r.method == "GET" && r.path == "/v2/"));
 }
+
+#[test]
+fn a_missing_archive_exits_1_once_and_an_unresolvable_registry_points_at_etc_hosts() {
+    let home = tempfile::tempdir().unwrap();
+    let w = tempfile::tempdir().unwrap();
+    let p = |r: &str| w.path().join(r).display().to_string();
+    stdout_ok(&ub(
+        home.path(),
+        &["keygen", "--uid", "A <a@example.org>", "--output", &p("a")],
+    ));
+    let run = |registry: &str| {
+        ub(
+            home.path(),
+            &[
+                "load",
+                &p("missing.tar.xz"),
+                "--keyring",
+                &p("a.pgp"),
+                "--sign-key",
+                &p("a.key"),
+                "--registry",
+                registry,
+                "--plain-http",
+                "--lock-file",
+                &p("l"),
+                "--state-dir",
+                &p("s"),
+                "--sigstore-dir",
+                &p("sig"),
+                "--keys-dir",
+                &p("k"),
+                "--policy",
+                &p("policy.json"),
+                "--registries-d",
+                &p("rd"),
+                "--registries-conf-d",
+                &p("rcd"),
+                "--dry-run",
+            ],
+        )
+    };
+    let out = run("127.0.0.1:9");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+
+    let out = run("nosuch.invalid");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("does not resolve") && err.contains("/etc/hosts"),
+        "{err}"
+    );
+}

@@ -63,6 +63,7 @@ pub fn run(args: LoadArgs) -> Result<()> {
     sign::probe(signer.as_ref()).with_context(|| probe_failed(&args, signer.fingerprint()))?;
 
     let plain_http = args.registry_opts.plain_http || is_registry_local(&args.registry);
+    u7s_bundle::registry::check_resolves(&args.registry)?;
     let client = registry_client(&args.registry, plain_http, &args.registry_opts)?;
     if !args.dry_run {
         client.ping().with_context(|| {
