@@ -226,15 +226,15 @@ pub struct InspectArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct TrustArgs {
-    /// Public keys trusted to sign bundles (repeatable). Every *.pgp in
-    /// --trusted-dir (default /etc/u7s-bundle/trusted.d/) is trusted too.
+    /// Public keys trusted to sign bundles (repeatable). Every *.pgp, *.asc and
+    /// *.gpg in --trusted-dir (default /etc/u7s-bundle/trusted.d/) is trusted too.
     #[arg(long = "keyring", value_name = "FILE")]
     pub keyrings: Vec<PathBuf>,
     /// Accept a bundle without a signature (with `load`, also a legacy podsec
     /// archive, which is never signed).
     #[arg(long)]
     pub allow_unsigned: bool,
-    /// Directory of trusted keys (*.pgp).
+    /// Directory of trusted keys (*.pgp, *.asc, *.gpg; binary or armored).
     #[arg(
         long,
         value_name = "DIR",
@@ -290,7 +290,8 @@ pub struct LoadArgs {
     /// Secret key file to sign the images with (as keygen or `gpg --export-secret-keys` writes).
     #[arg(long, value_name = "FILE", conflicts_with = "sign_by")]
     pub sign_key: Option<PathBuf>,
-    /// Passphrase of --sign-key (or of the GnuPG key with --sign-by).
+    /// Passphrase of --sign-key (or of the GnuPG key with --sign-by; without
+    /// it gpg-agent's pinentry asks on the terminal, when stdin is one).
     #[arg(long, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
     /// Sign with an existing GnuPG key of the current user (fingerprint or email), like podsec's imagemaker.
