@@ -231,15 +231,15 @@ pub struct InspectArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct TrustArgs {
-    /// Public keys trusted to sign bundles (repeatable). Every *.pgp in
-    /// --trusted-dir (default /etc/u7s-bundle/trusted.d/) is trusted too.
+    /// Public keys trusted to sign bundles (repeatable). Every *.pgp, *.asc and
+    /// *.gpg in --trusted-dir (default /etc/u7s-bundle/trusted.d/) is trusted too.
     #[arg(long = "keyring", value_name = "FILE")]
     pub keyrings: Vec<PathBuf>,
     /// Accept a bundle without a signature (with `load`, also a legacy podsec
     /// archive, which is never signed).
     #[arg(long)]
     pub allow_unsigned: bool,
-    /// Directory of trusted keys (*.pgp).
+    /// Directory of trusted keys (*.pgp, *.asc, *.gpg; binary or armored).
     #[arg(
         long,
         value_name = "DIR",
@@ -297,7 +297,8 @@ pub struct LoadArgs {
     /// Secret key file to sign the images with (as keygen or `gpg --export-secret-keys` writes).
     #[arg(long, value_name = "FILE", conflicts_with = "sign_by")]
     pub sign_key: Option<PathBuf>,
-    /// Passphrase of --sign-key (or of the GnuPG key with --sign-by).
+    /// Passphrase of --sign-key (or of the GnuPG key with --sign-by; without
+    /// it gpg-agent's pinentry asks on the terminal, when stdin is one).
     #[arg(long, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
     /// Sign with an existing GnuPG key of the current user (fingerprint or email), like podsec's imagemaker.
@@ -323,6 +324,15 @@ pub struct LoadArgs {
         default_value = "/etc/containers/registries.d"
     )]
     pub registries_d: PathBuf,
+    /// containers-registries.conf drop-in directory: a plain-HTTP registry is
+    /// marked `insecure = true` there (u7s-bundle.conf), unless registries.conf or
+    /// another drop-in already says so; without it podman and CRI-O insist on HTTPS.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/etc/containers/registries.conf.d"
+    )]
+    pub registries_conf_d: PathBuf,
     /// Where readers (CRI-O on every node) fetch signatures from.
     #[arg(
         long,

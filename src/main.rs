@@ -30,7 +30,7 @@ fn main() {
         Ok(()) => 0,
         Err(err) => {
             let code = commands::exit_code(&err);
-            eprintln!("u7s-bundle: error: {err:#}");
+            eprintln!("u7s-bundle: error: {}", commands::error_message(&err));
             code
         }
     };

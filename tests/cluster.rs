@@ -117,6 +117,8 @@ impl Site {
                 &p("etc/containers/policy.json"),
                 "--registries-d",
                 &p("etc/containers/registries.d"),
+                "--registries-conf-d",
+                &p("etc/containers/registries.conf.d"),
                 "--lookaside-url",
                 &format!("file://{sigstore}"),
             ],

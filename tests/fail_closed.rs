@@ -280,6 +280,10 @@ impl Target {
             self.p("etc/containers/policy.json").display().to_string(),
             "--registries-d".into(),
             self.p("etc/containers/registries.d").display().to_string(),
+            "--registries-conf-d".into(),
+            self.p("etc/containers/registries.conf.d")
+                .display()
+                .to_string(),
             "--lookaside-url".into(),
             format!("file://{}", sigstore.display()),
             "--lock-file".into(),
@@ -942,6 +946,10 @@ fn load_args(t: &Target, archive: &Path) -> Vec<String> {
         t.p("etc/containers/policy.json").display().to_string(),
         "--registries-d".into(),
         t.p("etc/containers/registries.d").display().to_string(),
+        "--registries-conf-d".into(),
+        t.p("etc/containers/registries.conf.d")
+            .display()
+            .to_string(),
         "--lookaside-url".into(),
         format!("file://{}", sigstore.display()),
         "--lock-file".into(),

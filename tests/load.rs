@@ -128,6 +128,10 @@ impl Site {
             self.p("etc/containers/policy.json").display().to_string(),
             "--registries-d".into(),
             self.p("etc/containers/registries.d").display().to_string(),
+            "--registries-conf-d".into(),
+            self.p("etc/containers/registries.conf.d")
+                .display()
+                .to_string(),
             "--lookaside-url".into(),
             format!("file://{}", sigstore.display()),
             // Per test, so parallel tests don't queue on the host-wide lock.
@@ -710,5 +714,171 @@ fn layer_compression_pushes_compressed_layers_that_verify() {
     assert_eq!(
         m["layers"][0]["mediaType"],
         "application/vnd.oci.image.layer.v1.tar"
+    );
+}
+
+#[test]
+fn a_passphrase_protected_gpg_key_fails_before_any_push_and_works_with_a_passphrase_file() {
+    let s = Site::new();
+    let gh = gnupg_home();
+    assert_success(
+        &gh.gpg([
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "correct horse",
+            "--quick-gen-key",
+            "Image Maker <imagemaker@example.org>",
+            "rsa3072",
+            "sign,cert",
+            "never",
+        ]),
+        "gpg keygen",
+    );
+    let run = |extra: &[String]| {
+        let mut args: Vec<String> = vec![
+            "load".into(),
+            s.archive.display().to_string(),
+            "--keyring".into(),
+            s.builder_pub.display().to_string(),
+            "--sign-by".into(),
+            "imagemaker@example.org".into(),
+        ];
+        args.extend(s.trust_args());
+        args.extend(extra.iter().cloned());
+        command(s.home.path())
+            .args(&args)
+            .env("GNUPGHOME", gh.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    // No terminal, no passphrase file: stops before the registry sees a write.
+    let out = run(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("--passphrase-file") && err.contains("terminal"),
+        "{err}"
+    );
+    let writes: Vec<_> = s
+        .target
+        .requests()
+        .into_iter()
+        .filter(|r| r.method != "GET" && r.method != "HEAD")
+        .collect();
+    assert!(
+        writes.is_empty(),
+        "pushed before signing was proven: {writes:?}"
+    );
+
+    let pass = s.p("passphrase");
+    fs::write(&pass, "correct horse\n").unwrap();
+    fs::set_permissions(&pass, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    stdout_ok(&run(&[
+        "--passphrase-file".into(),
+        pass.display().to_string(),
+    ]));
+}
+
+#[test]
+fn without_root_every_unwritable_path_is_named_before_the_archive_is_read() {
+    let s = Site::new();
+    for dry in [false, true] {
+        let mut args: Vec<String> = vec![
+            "load".into(),
+            s.archive.display().to_string(),
+            "--sign-key".into(),
+            s.signer_key.display().to_string(),
+        ];
+        args.extend(s.trust_args());
+        if dry {
+            args.push("--dry-run".into());
+        }
+        // An unprivileged user: the temp dirs are root's, 0700.
+        let mut cmd = Command::new("setpriv");
+        clean_env(&mut cmd, s.home.path());
+        let out = cmd
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(bin())
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(err.contains("run it as root"), "{err}");
+        for opt in [
+            "--lock-file",
+            "--state-dir",
+            "--sigstore-dir",
+            "--keys-dir",
+            "--policy",
+            "--registries-d ",
+            "--registries-conf-d",
+        ] {
+            assert!(err.contains(opt), "{opt} not named: {err}");
+        }
+        // Nothing was read from the archive: the message is not about it.
+        assert!(!err.contains(s.archive.to_str().unwrap()), "{err}");
+    }
+    assert!(s
+        .target
+        .requests()
+        .iter()
+        .all(|r| r.method == "GET" && r.path == "/v2/"));
+}
+
+#[test]
+fn a_missing_archive_exits_1_once_and_an_unresolvable_registry_points_at_etc_hosts() {
+    let home = tempfile::tempdir().unwrap();
+    let w = tempfile::tempdir().unwrap();
+    let p = |r: &str| w.path().join(r).display().to_string();
+    stdout_ok(&ub(
+        home.path(),
+        &["keygen", "--uid", "A <a@example.org>", "--output", &p("a")],
+    ));
+    let run = |registry: &str| {
+        ub(
+            home.path(),
+            &[
+                "load",
+                &p("missing.tar.xz"),
+                "--keyring",
+                &p("a.pgp"),
+                "--sign-key",
+                &p("a.key"),
+                "--registry",
+                registry,
+                "--plain-http",
+                "--lock-file",
+                &p("l"),
+                "--state-dir",
+                &p("s"),
+                "--sigstore-dir",
+                &p("sig"),
+                "--keys-dir",
+                &p("k"),
+                "--policy",
+                &p("policy.json"),
+                "--registries-d",
+                &p("rd"),
+                "--registries-conf-d",
+                &p("rcd"),
+                "--dry-run",
+            ],
+        )
+    };
+    let out = run("127.0.0.1:9");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+
+    let out = run("nosuch.invalid");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("does not resolve") && err.contains("/etc/hosts"),
+        "{err}"
     );
 }

@@ -102,6 +102,7 @@ fn every_visible_subcommand_gets_a_page_with_its_options() {
         "/etc/u7s-bundle/trusted.d",
         "/var/sigstore/sigstore",
         "/etc/containers/policy.json",
+        "/etc/containers/registries.conf.d",
         "U7S_FLANNEL_TAG",
         "SOURCE_DATE_EPOCH",
     ] {
@@ -136,6 +137,7 @@ fn every_visible_subcommand_gets_a_page_with_its_options() {
         "--keyring",
         "--dry-run",
         "--trusted-dir",
+        "--registries-conf-d",
     ] {
         assert!(load.contains(opt), "u7s-bundle-load.1 lacks {opt}");
     }

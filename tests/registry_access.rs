@@ -144,6 +144,7 @@ fn tls_registry_needs_the_ca_file() {
         RegistryConfig {
             tls: Some(tls.clone()),
             htpasswd: None,
+            ..Default::default()
         },
         work.path(),
     );
@@ -234,6 +235,7 @@ fn basic_auth_from_stdin_or_the_auth_file() {
         RegistryConfig {
             tls: None,
             htpasswd: Some((USER.into(), PASS.into())),
+            ..Default::default()
         },
         work.path(),
     );
@@ -339,6 +341,7 @@ fn load_into_a_tls_registry_with_basic_auth() {
     let target = Registry::start_with(RegistryConfig {
         tls: Some(tls.clone()),
         htpasswd: Some((USER.into(), PASS.into())),
+        ..Default::default()
     });
 
     let out_dir = work.path().join("bundles");
@@ -380,6 +383,8 @@ fn load_into_a_tls_registry_with_basic_auth() {
             p("etc/containers/policy.json"),
             "--registries-d".into(),
             p("etc/containers/registries.d"),
+            "--registries-conf-d".into(),
+            p("etc/containers/registries.conf.d"),
             "--lookaside-url".into(),
             format!("file://{}", p("sigstore")),
             "--lock-file".into(),
@@ -463,6 +468,7 @@ fn a_certificate_failure_is_not_retried() {
     let reg = Registry::start_with(RegistryConfig {
         tls: Some(tls),
         htpasswd: None,
+        ..Default::default()
     });
     let before = handshake_errors(&reg);
     let mut plan: Vec<&str> = vec!["plan"];

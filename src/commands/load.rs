@@ -26,6 +26,7 @@ use u7s_bundle::{fsutil, interrupt};
 pub fn run(args: LoadArgs) -> Result<()> {
     interrupt::install();
     let progress = Progress::auto(args.quiet || args.json);
+    check_writable(&args)?;
     let keyring = trusted_keys(&args.trust)?;
 
     // The signer first: a wrong passphrase or a missing key fails before any work.
@@ -35,8 +36,12 @@ pub fn run(args: LoadArgs) -> Result<()> {
         args.passphrase_file.as_deref(),
     )?;
 
+    // Proven before the first byte is pushed, not after the whole push.
+    sign::probe(signer.as_ref()).with_context(|| probe_failed(&args, signer.fingerprint()))?;
+
     let plain_http =
         args.registry_opts.plain_http || u7s_bundle::reference::is_registry_local(&args.registry);
+    u7s_bundle::registry::check_resolves(&args.registry)?;
     let client = registry_client(&args.registry, plain_http, &args.registry_opts)?;
     if !args.dry_run {
         client.ping().with_context(|| {
@@ -215,6 +220,13 @@ pub fn run(args: LoadArgs) -> Result<()> {
     let mut changes: Vec<String> = Vec::new();
     if !args.no_trust_config {
         changes = write_trust_files(signer.as_ref(), &args, &registry, args.dry_run)?;
+        if plain_http {
+            changes.extend(mark_insecure(
+                &args.registries_conf_d,
+                &registry,
+                args.dry_run,
+            )?);
+        }
     }
 
     // What was loaded, for preflight/init/join to default to.
@@ -280,6 +292,9 @@ pub fn run(args: LoadArgs) -> Result<()> {
             sig_stats.written,
             sig_stats.present
         );
+        for m in &sig_stats.moved_aside {
+            println!("{m}");
+        }
         if skipped_rest {
             println!(
                 "every layer was already in the registry: the rest of the archive was not read"
@@ -305,6 +320,22 @@ struct StopReading;
 struct SignStats {
     written: usize,
     present: usize,
+    /// Unreadable signature files moved out of the way (see trust::lookaside::repair).
+    moved_aside: Vec<String>,
+}
+
+fn moved_aside_note(m: &trust::lookaside::MovedAside) -> String {
+    match &m.kept {
+        Some(k) => format!(
+            "{} is empty or not a signature (podman and CRI-O would refuse the image): moved aside to {}",
+            m.was.display(),
+            k.display()
+        ),
+        None => format!(
+            "{} is empty or not a signature: would be moved aside",
+            m.was.display()
+        ),
+    }
 }
 
 /// Sign every manifest for every name it was pushed under, unless a valid
@@ -324,6 +355,12 @@ fn sign_all(
     for n in names {
         let digest: &Digest = &digests[n.image];
         let identity = n.identity(registry);
+        for m in
+            trust::lookaside::repair(sigstore, &n.repository, &digest.lookaside_form(), dry_run)
+                .with_context(|| format!("checking the signatures of {identity}"))?
+        {
+            stats.moved_aside.push(moved_aside_note(&m));
+        }
         let existing =
             trust::lookaside::read_signatures(sigstore, &n.repository, &digest.lookaside_form())
                 .with_context(|| format!("reading signatures of {identity}"))?;
@@ -382,7 +419,10 @@ fn write_trust_files(
     registry: &str,
     dry_run: bool,
 ) -> Result<Vec<String>> {
-    let name = key_file_name(signer);
+    // Never over another key: a policy rule may name that file.
+    let (name, key_present) =
+        trust::keys::choose_key_name(&args.keys_dir, &key_file_name(signer), signer.fingerprint())
+            .with_context(|| format!("choosing a key file in {}", args.keys_dir.display()))?;
     // policy.json needs an absolute keyPath: CRI-O would resolve a relative one
     // from its own working directory.
     let key_path = absolute(&args.keys_dir).join(format!("{name}.pgp"));
@@ -414,14 +454,14 @@ fn write_trust_files(
     }
     fsutil::create_dir_all_mode(&args.keys_dir, 0o755)
         .with_context(|| format!("creating {}", args.keys_dir.display()))?;
-    let (p, changed) = trust::keys::install_public_key(
-        &args.keys_dir,
-        &name,
-        &signer.public_key_bytes()?,
-        Some(&args.state_dir.join("backups")),
-    )
-    .with_context(|| format!("writing the public key into {}", args.keys_dir.display()))?;
-    if changed {
+    if !key_present {
+        let (p, _) = trust::keys::install_public_key(
+            &args.keys_dir,
+            &name,
+            &signer.public_key_bytes()?,
+            Some(&args.state_dir.join("backups")),
+        )
+        .with_context(|| format!("writing the public key into {}", args.keys_dir.display()))?;
         out.push(format!("wrote {}", p.display()));
     }
     if let Some(parent) = args.policy.parent() {
@@ -459,6 +499,61 @@ fn write_trust_files(
         out.push(c.to_string());
     }
     Ok(out)
+}
+
+/// Every path load writes, checked before anything is read (a dry run too).
+fn check_writable(args: &LoadArgs) -> Result<()> {
+    use trust::writable::Target;
+    fn t<'a>(option: &'static str, path: &'a Path, is_file: bool) -> Target<'a> {
+        Target {
+            option,
+            path,
+            is_file,
+        }
+    }
+    let mut targets = vec![
+        t("--lock-file", &args.lock_file, true),
+        t("--state-dir", &args.state_dir, false),
+        t("--sigstore-dir", &args.sigstore_dir, false),
+    ];
+    if !args.no_trust_config {
+        targets.extend([
+            t("--keys-dir", &args.keys_dir, false),
+            t("--policy", &args.policy, true),
+            t("--registries-d", &args.registries_d, false),
+            t("--registries-conf-d", &args.registries_conf_d, false),
+        ]);
+    }
+    Ok(trust::writable::check(&targets)?)
+}
+
+/// What to do when the probe signature fails: a GnuPG key with a passphrase
+/// needs pinentry on a terminal or a passphrase file.
+fn probe_failed(args: &LoadArgs, fingerprint: &str) -> String {
+    let mut msg = format!("the signing key {fingerprint} cannot sign");
+    if args.sign_by.is_some() && args.passphrase_file.is_none() && sign::gpg::stdin_tty().is_none()
+    {
+        msg.push_str(
+            "; if it has a passphrase, run load from a terminal (gpg-agent's pinentry asks there) \
+             or give --passphrase-file FILE",
+        );
+    }
+    msg
+}
+
+/// Plain HTTP: the registries.conf drop-in that lets podman and CRI-O pull.
+fn mark_insecure(conf_d: &Path, registry: &str, dry_run: bool) -> Result<Vec<String>> {
+    let plan = trust::registries_conf::plan(conf_d, registry)
+        .with_context(|| format!("checking {}", conf_d.display()))?;
+    if dry_run {
+        return Ok(plan
+            .changes
+            .iter()
+            .map(|c| format!("would do: {c}"))
+            .collect());
+    }
+    let changes = trust::registries_conf::apply(plan)?;
+    Ok(changes.iter().map(ToString::to_string).collect())
 }
 
 /// `imagemaker` from `imagemaker@example.org`; the fingerprint when there is no email.

@@ -191,11 +191,12 @@ fn render_subcommand(
     Ok(finish(out))
 }
 
-const EXTERNAL_PAGES: [(&str, &str); 5] = [
+const EXTERNAL_PAGES: [(&str, &str); 6] = [
     ("skopeo", "1"),
     ("gpg", "1"),
     ("containers-policy.json", "5"),
     ("containers-registries.d", "5"),
+    ("containers-registries.conf.d", "5"),
     ("containers-signature", "5"),
 ];
 
@@ -247,13 +248,14 @@ fn environment(r: &mut Roff) {
 fn files(r: &mut Roff) {
     r.control("SH", ["FILES"]);
     for (path, text) in [
-        ("/etc/u7s-bundle/trusted.d/*.pgp", "Public keys trusted to sign bundles (verify, load); --trusted-dir, --keyring."),
+        ("/etc/u7s-bundle/trusted.d/*.{pgp,asc,gpg}", "Public keys trusted to sign bundles (verify, load); --trusted-dir, --keyring."),
         ("/var/sigstore/sigstore/", "Lookaside signature store written by load: <repo>@sha256=<hex>/signature-N; --sigstore-dir."),
         ("/var/sigstore/keys/", "load writes the image signer's public key <name>.pgp and a copy of policy.json here \
            (served to the other nodes by sigstore.local); --keys-dir."),
         ("/etc/containers/policy.json", "load merges a signedBy rule for the target registry and sets the default to reject; \
            a dated backup of the old file is kept; --policy."),
         ("/etc/containers/registries.d/", "load makes default.yaml (or u7s-bundle.yaml) name the lookaside URL; --registries-d."),
+        ("/etc/containers/registries.conf.d/u7s-bundle.conf", "load marks a plain-HTTP registry insecure = true there, unless registries.conf already does; --registries-conf-d."),
         ("~/.cache/u7s-bundle/", "Build cache of downloaded layers, checked before reuse; --cache-dir."),
         ("bundles/", "Default output directory of build: <platform>-<version>-<arch>.u7s.tar.xz (or .tar.zst); --output."),
     ] {

@@ -94,6 +94,17 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
             }
             return 1;
         }
+        // The archive could not be opened at all (missing, unreadable): a
+        // usage problem, not an untrusted bundle.
+        if let Some(ReadError::Io(e)) = cause.downcast_ref::<ReadError>() {
+            use std::io::ErrorKind as K;
+            if matches!(
+                e.kind(),
+                K::NotFound | K::PermissionDenied | K::IsADirectory
+            ) {
+                return 1;
+            }
+        }
         if cause.downcast_ref::<ReadError>().is_some()
             || cause
                 .downcast_ref::<u7s_bundle::bundle::model::ModelError>()
@@ -119,6 +130,24 @@ fn exit_of(e: &Exit) -> i32 {
         Exit::Verification(_) => EXIT_VERIFICATION,
         Exit::Interrupted(c) => *c,
     }
+}
+
+/// `err` and its causes joined by `: `, leaving out a cause whose text the
+/// message already ends with (errors that print their source, like
+/// `"{path}: {source}"`, would otherwise say it twice).
+pub fn error_message(err: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if msg.ends_with(&text) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&text);
+    }
+    msg
 }
 
 pub fn load_profiles(dir: Option<&Path>) -> Result<Profiles> {

@@ -924,3 +924,39 @@ mod tests {
         assert_eq!(calls, 3);
     }
 }
+
+/// The registry's host name did not resolve.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the registry name {host} does not resolve ({why}): map it to the registry's address in \
+     /etc/hosts (podsec writes `<address> registry.local sigstore.local` there)"
+)]
+pub struct Unresolvable {
+    pub host: String,
+    pub why: String,
+}
+
+/// Check that `registry` (`host[:port]`) resolves, so a missing /etc/hosts
+/// line is reported as such rather than as a registry that does not answer.
+/// IP literals always pass.
+pub fn check_resolves(registry: &str) -> std::result::Result<(), Unresolvable> {
+    use std::net::ToSocketAddrs;
+    let (host, port) = match registry.rsplit_once(':') {
+        // A bare IPv6 literal: every colon is part of the address.
+        Some((h, _)) if !h.ends_with(']') && h.contains(':') => (registry, 80),
+        Some((h, p)) => (h, p.parse().unwrap_or(80)),
+        None => (registry, 80),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match (host, port).to_socket_addrs().map(|mut a| a.next()) {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(Unresolvable {
+            host: host.to_string(),
+            why: "no address".into(),
+        }),
+        Err(e) => Err(Unresolvable {
+            host: host.to_string(),
+            why: e.to_string(),
+        }),
+    }
+}

@@ -33,6 +33,28 @@ pub struct GpgOptions {
     pub passphrase_file: Option<PathBuf>,
     /// The gpg binary; `None` means `gpg` from `PATH`.
     pub program: Option<PathBuf>,
+    /// The terminal pinentry may ask on, passed as `GPG_TTY` (see
+    /// [`stdin_tty`]). Without it, gpg-agent's curses pinentry has no terminal
+    /// and a passphrase-protected key fails with "Inappropriate ioctl for device".
+    pub tty: Option<PathBuf>,
+}
+
+/// The terminal on standard input, if it is one (`ttyname(0)`), for
+/// [`GpgOptions::tty`]: what `export GPG_TTY=$(tty)` does in a shell.
+pub fn stdin_tty() -> Option<PathBuf> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        return None;
+    }
+    let mut buf = [0 as libc::c_char; 256];
+    // SAFETY: ttyname_r writes at most buf.len() bytes, NUL-terminated on success.
+    let rc = unsafe { libc::ttyname_r(0, buf.as_mut_ptr(), buf.len()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: NUL-terminated by ttyname_r above.
+    let name = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
+    Some(PathBuf::from(name.to_string_lossy().into_owned()))
 }
 
 /// An [`ImageSigner`] backed by a secret key in GnuPG.
@@ -200,6 +222,8 @@ impl ImageSigner for GpgSigner {
         if let Some(pf) = &self.options.passphrase_file {
             cmd.args(["--pinentry-mode", "loopback", "--passphrase-file"])
                 .arg(pf);
+        } else if let Some(tty) = &self.options.tty {
+            cmd.env("GPG_TTY", tty);
         }
         cmd.args([
             "--no-armor",

@@ -390,7 +390,9 @@ fn add_to_keyring(keyring: &mut Vec<Cert>, bytes: &[u8], what: &str) -> Result<(
     Ok(())
 }
 
-/// Reads every `*.pgp` file of `dir` (sorted by name) as a keyring; a missing
+/// Reads every `*.pgp`, `*.asc` and `*.gpg` file of `dir` (sorted by name,
+/// binary or ASCII-armored: the names `gpg --export [--armor]` output gets) as
+/// a keyring; a missing
 /// directory is an empty keyring, so a fresh host simply trusts nothing yet.
 pub fn keyring_from_dir(dir: &Path) -> Result<Vec<Cert>> {
     let entries = match fs::read_dir(dir) {
@@ -402,7 +404,11 @@ pub fn keyring_from_dir(dir: &Path) -> Result<Vec<Cert>> {
     for entry in entries {
         let entry = entry.map_err(|e| SignError::io(dir, e))?;
         let path = entry.path();
-        if path.extension().is_some_and(|x| x == "pgp") && path.is_file() {
+        if path
+            .extension()
+            .is_some_and(|x| x == "pgp" || x == "asc" || x == "gpg")
+            && path.is_file()
+        {
             paths.push(path);
         }
     }
@@ -433,6 +439,23 @@ pub fn passphrase_from_file(path: &Path) -> Result<String> {
 mod tests {
     use super::*;
     use crate::sign::testutil::{self, GnupgHome};
+
+    #[test]
+    fn trusted_dir_reads_asc_and_gpg_armored_or_binary() {
+        use sequoia_openpgp::serialize::SerializeInto;
+        let d = tempfile::tempdir().unwrap();
+        let a = Cert::from_bytes(&testutil::key_a().public_key_bytes()).unwrap();
+        let b = Cert::from_bytes(&testutil::key_b().public_key_bytes()).unwrap();
+        fs::write(d.path().join("a.asc"), a.armored().to_vec().unwrap()).unwrap();
+        fs::write(d.path().join("b.gpg"), b.to_vec().unwrap()).unwrap();
+        fs::write(d.path().join("notes.txt"), b"not a key").unwrap();
+        let ring = keyring_from_dir(d.path()).unwrap();
+        let mut got: Vec<String> = ring.iter().map(|c| c.fingerprint().to_hex()).collect();
+        got.sort();
+        let mut want = vec![a.fingerprint().to_hex(), b.fingerprint().to_hex()];
+        want.sort();
+        assert_eq!(got, want);
+    }
     use openpgp::types::PublicKeyAlgorithm;
     use std::os::unix::fs::MetadataExt;
 

@@ -40,7 +40,7 @@ pub use keys::{
     write_key_pair, SigningKey,
 };
 pub use open::{open_key_file, open_signer, OpenSignerError};
-pub use simple::{parse_payload, payload, verify_simple, ImageSigner, SimplePayload};
+pub use simple::{parse_payload, payload, probe, verify_simple, ImageSigner, SimplePayload};
 
 /// Result type of this module.
 pub type Result<T, E = SignError> = std::result::Result<T, E>;

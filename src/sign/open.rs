@@ -52,6 +52,7 @@ pub fn open_signer(
         (None, Some(id)) => {
             let options = GpgOptions {
                 passphrase_file: passphrase_file.map(Path::to_path_buf),
+                tty: super::gpg::stdin_tty(),
                 ..Default::default()
             };
             let signer =

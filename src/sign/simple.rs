@@ -54,6 +54,17 @@ struct OptionalOut<'a> {
     timestamp: i64,
 }
 
+/// Sign a throwaway payload with `signer` and check it with its own public
+/// key: a missing passphrase, a locked card or an unusable key shows up before
+/// anything is pushed, not after the whole push.
+pub fn probe(signer: &dyn ImageSigner) -> Result<()> {
+    let digest = format!("sha256:{}", "0".repeat(64));
+    let data = payload("u7s-bundle.invalid/probe:0", &digest, "u7s-bundle probe", 0);
+    let sig = signer.sign_payload(&data)?;
+    let own = super::keys::load_keyring_bytes(&signer.public_key_bytes()?)?;
+    verify_simple(&own, &sig).map(|_| ())
+}
+
 /// Builds the JSON payload of a simple signature, byte for byte in the layout
 /// containers/image itself writes:
 /// `{"critical":{"identity":{"docker-reference":R},"image":{"docker-manifest-digest":D},"type":"atomic container signature"},"optional":{"creator":C,"timestamp":T}}`.

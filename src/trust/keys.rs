@@ -16,6 +16,8 @@ pub enum KeyError {
     InvalidName(String),
     #[error("{0}")]
     NotAPublicKey(&'static str),
+    #[error("{0}.pgp and its alternative names in the keys directory all hold other keys")]
+    NameTaken(String),
     #[error("{}: {source}", path.display())]
     Io { path: PathBuf, source: io::Error },
 }
@@ -101,6 +103,62 @@ pub fn install_public_key(
     let backup = fsutil::write_atomic_with_backup_in(&path, bytes, 0o644, backup_dir)
         .map_err(io_err(&path))?;
     Ok((path, !existed || backup.is_some()))
+}
+
+/// Primary fingerprints (upper-case hex) of the certificates in a keyring
+/// file, binary or armored; empty when it holds none we can parse.
+fn file_fingerprints(path: &Path) -> Result<Vec<String>, KeyError> {
+    use sequoia_openpgp::cert::CertParser;
+    use sequoia_openpgp::parse::Parse;
+    let bytes = std::fs::read(path).map_err(|source| KeyError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let Ok(parser) = CertParser::from_bytes(&bytes) else {
+        return Ok(Vec::new());
+    };
+    Ok(parser
+        .filter_map(Result::ok)
+        .map(|c| c.fingerprint().to_hex())
+        .collect())
+}
+
+/// Where the public key with `fingerprint` goes, given the name we would like
+/// (`imagemaker`): a key file is never replaced by a different key, because a
+/// policy rule (podsec's `signedBy keyPath …/imagemaker.pgp`) may name it, and
+/// every image signed with that key would then be refused, and the other
+/// nodes would fetch the wrong key.
+///
+/// Tries `<name>`, `<name>-<last 16 hex of the fingerprint>`, `<name>-<fingerprint>`:
+/// the first that is free or already holds this key. Deterministic, so a re-run
+/// finds the same file. Returns the name and whether the key is already there.
+pub fn choose_key_name(
+    keys_dir: &Path,
+    name: &str,
+    fingerprint: &str,
+) -> Result<(String, bool), KeyError> {
+    let fpr = fingerprint.to_ascii_uppercase();
+    let short = &fpr[fpr.len().saturating_sub(16)..];
+    for candidate in [
+        name.to_string(),
+        format!("{name}-{short}"),
+        format!("{name}-{fpr}"),
+    ] {
+        if !is_valid_key_name(&candidate) {
+            return Err(KeyError::InvalidName(candidate));
+        }
+        let path = keys_dir.join(format!("{candidate}.pgp"));
+        match std::fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((candidate, false)),
+            Err(source) => return Err(KeyError::Io { path, source }),
+            Ok(_) => {
+                if file_fingerprints(&path)?.contains(&fpr) {
+                    return Ok((candidate, true));
+                }
+            }
+        }
+    }
+    Err(KeyError::NameTaken(name.to_string()))
 }
 
 #[cfg(test)]

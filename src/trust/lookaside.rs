@@ -141,6 +141,31 @@ fn read_numbered(dir: &Path) -> Result<Vec<Vec<u8>>> {
     Ok(out)
 }
 
+/// Create `dir` and its missing parents, each taking its parent's group, and
+/// group write where the parent has it (0755, or 0775).
+///
+/// podsec makes the sigstore directory root:podman_dev 0775 so its imagemaker
+/// can `podman push --sign-by` into it; `c10f/` created root:root 0755 by a
+/// root `load` would lock them out of every repository below it.
+pub fn create_dirs_like_parent(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let parent = dir.parent().unwrap_or(Path::new("/"));
+    create_dirs_like_parent(parent)?;
+    let meta = fs::metadata(parent).map_err(io_err(parent))?;
+    let mode = 0o755 | (meta.mode() & 0o020);
+    match fs::DirBuilder::new().mode(mode).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => return Ok(()),
+        Err(e) => return Err(io_err(dir)(e)),
+    }
+    std::os::unix::fs::chown(dir, None, Some(meta.gid())).map_err(io_err(dir))?;
+    // After chown (which may clear set-id bits) and regardless of the umask.
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode)).map_err(io_err(dir))
+}
+
 /// Store one signature for the image `repo_path@digest` under `base`.
 ///
 /// - Byte-identical to an existing `signature-N` → [`StoreOutcome::AlreadyPresent`].
@@ -165,7 +190,7 @@ pub fn store_signature(
         return Err(LookasideError::EmptySignature);
     }
     let dir = signature_dir(base, repo_path, digest)?;
-    fsutil::create_dir_all_mode(&dir, 0o755).map_err(io_err(&dir))?;
+    create_dirs_like_parent(&dir)?;
     loop {
         let existing = read_numbered(&dir)?;
         let at = |i: usize| (signature_file(&dir, i as u32 + 1), i as u32 + 1);
@@ -189,6 +214,94 @@ pub fn store_signature(
             Err(e) => return Err(io_err(&path)(e)),
         }
     }
+}
+
+/// Can containers/image parse this as a simple-signing blob? An empty file or
+/// one that is not an OpenPGP message stops its reader at that file, so the
+/// image is refused whatever valid signatures follow.
+pub fn is_parsable(sig: &[u8]) -> bool {
+    use sequoia_openpgp::parse::Parse;
+    !sig.is_empty() && sequoia_openpgp::Message::from_bytes(sig).is_ok()
+}
+
+/// A signature file [`repair`] moved out of the numbered sequence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MovedAside {
+    /// Where it was (`…/signature-N`).
+    pub was: PathBuf,
+    /// Where it is kept now (`…/signature-N.invalid-<unix time>`); `None` in a
+    /// dry run.
+    pub kept: Option<PathBuf>,
+}
+
+/// Move every `signature-N` of `repo_path@digest` that is not
+/// [`is_parsable`] aside (kept, renamed `signature-N.invalid-<unix time>`, a
+/// name readers never look at), then renumber the remaining ones
+/// `signature-1…` without gaps, in their order. With `dry_run`, only reports.
+pub fn repair(
+    base: &Path,
+    repo_path: &str,
+    digest: &str,
+    dry_run: bool,
+) -> Result<Vec<MovedAside>> {
+    let dir = signature_dir(base, repo_path, digest)?;
+    let existing = read_numbered(&dir)?;
+    if existing.iter().all(|b| is_parsable(b)) {
+        return Ok(Vec::new());
+    }
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut moved = Vec::new();
+    let mut good = Vec::new();
+    for (i, b) in existing.iter().enumerate() {
+        let was = signature_file(&dir, i as u32 + 1);
+        if is_parsable(b) {
+            good.push(was);
+            continue;
+        }
+        let kept = if dry_run {
+            None
+        } else {
+            Some(move_aside(&was, stamp)?)
+        };
+        moved.push(MovedAside { was, kept });
+    }
+    if !dry_run {
+        // Targets only go down, and each was freed before: no overwrite.
+        for (i, from) in good.iter().enumerate() {
+            let to = signature_file(&dir, i as u32 + 1);
+            if *from != to {
+                fs::rename(from, &to).map_err(io_err(from))?;
+            }
+        }
+        fsutil::sync_dir(&dir).map_err(io_err(&dir))?;
+    }
+    Ok(moved)
+}
+
+/// Rename `path` to a free `…invalid-<stamp>[.n]` name without overwriting
+/// anything (hard link, then unlink).
+fn move_aside(path: &Path, stamp: u64) -> Result<PathBuf> {
+    for n in 0..100 {
+        let mut name = path.as_os_str().to_owned();
+        name.push(format!(".invalid-{stamp}"));
+        if n > 0 {
+            name.push(format!(".{n}"));
+        }
+        let to = PathBuf::from(name);
+        match fs::hard_link(path, &to) {
+            Ok(()) => {
+                fs::remove_file(path).map_err(io_err(path))?;
+                return Ok(to);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io_err(&to)(e)),
+        }
+    }
+    Err(io_err(path)(io::Error::other(
+        "no free name to move it aside",
+    )))
 }
 
 /// All signatures of `repo_path@digest` under `base`, in order, reading

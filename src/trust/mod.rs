@@ -8,6 +8,8 @@
 //! - [`lookaside`]: the lookaside store itself,
 //!   `<base>/<repo path>@sha256=<hex>/signature-N`.
 //! - [`keys`]: the public keys the policy points at.
+//! - [`registries_conf`]: a `registries.conf.d` drop-in marking a plain-HTTP
+//!   registry `insecure`, without which podman and CRI-O insist on HTTPS.
 //!
 //! Every file is written through [`crate::fsutil`]: atomically, and with a dated
 //! backup of what it replaces, because a broken trust file stops the whole
@@ -21,7 +23,9 @@
 pub mod keys;
 pub mod lookaside;
 pub mod policy;
+pub mod registries_conf;
 pub mod registries_d;
+pub mod writable;
 
 use std::fmt;
 use std::path::PathBuf;

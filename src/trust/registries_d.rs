@@ -346,6 +346,19 @@ fn is_ours(ns: &Namespace, read: &str, write: &str) -> bool {
         && ns.write_url().map(trim_slash) == Some(trim_slash(write))
 }
 
+/// [`is_ours`], and the deprecated `sigstore`/`sigstore-staging` aliases say
+/// the same: containers/image before 5.22 reads only those (podsec writes
+/// both pairs).
+fn is_complete(ns: &Namespace, read: &str, write: &str) -> bool {
+    let same =
+        |v: &Option<String>, want: &str| v.as_deref().map(trim_slash) == Some(trim_slash(want));
+    is_ours(ns, read, write)
+        && same(&ns.lookaside, read)
+        && same(&ns.sigstore, read)
+        && same(&ns.lookaside_staging, write)
+        && same(&ns.sigstore_staging, write)
+}
+
 fn check_url(url: &str, schemes: &[&str], why: &'static str) -> Result<()> {
     let ok = schemes.iter().any(|s| {
         url.strip_prefix(s)
@@ -363,18 +376,14 @@ fn check_url(url: &str, schemes: &[&str], why: &'static str) -> Result<()> {
 }
 
 /// Set our URLs in a namespace mapping, keeping its other keys. The deprecated
-/// `sigstore`/`sigstore-staging` keys are updated too when present, so the
-/// entry doesn't contradict itself for older readers.
+/// `sigstore`/`sigstore-staging` aliases are written too, as podsec does:
+/// containers/image before 5.22 reads only those.
 fn set_ours(m: &mut Mapping, read: &str, write: &str) {
     let s = |x: &str| Value::String(x.to_string());
     m.insert(s("lookaside"), s(read));
     m.insert(s("lookaside-staging"), s(write));
-    if m.contains_key("sigstore") {
-        m.insert(s("sigstore"), s(read));
-    }
-    if m.contains_key("sigstore-staging") {
-        m.insert(s("sigstore-staging"), s(write));
-    }
+    m.insert(s("sigstore"), s(read));
+    m.insert(s("sigstore-staging"), s(write));
 }
 
 /// Get (creating) the mapping at `root[key]`, replacing a `null`.
@@ -464,7 +473,10 @@ pub fn configure(
             f.edits
                 .push(format!("default-docker: lookaside {read}, staging {write}"));
         }
-        Some(d) if is_ours(&d.namespace, read, write) => {}
+        Some(d)
+            if is_complete(&d.namespace, read, write)
+                || (is_ours(&d.namespace, read, write)
+                    && !files.iter().any(|f| f.path == d.file && f.ours)) => {}
         Some(d) => {
             let i = files
                 .iter()
@@ -494,7 +506,10 @@ pub fn configure(
     let need_scope = !default_is_ours
         || shadowing_wildcard.is_some_and(|(_, d)| !is_ours(&d.namespace, read, write));
     match cfg.scope(registry_scope) {
-        Some(d) if is_ours(&d.namespace, read, write) => {}
+        Some(d) if is_complete(&d.namespace, read, write) => {}
+        Some(d)
+            if is_ours(&d.namespace, read, write)
+                && !files.iter().any(|f| f.path == d.file && f.ours) => {}
         Some(d) => {
             let i = files
                 .iter()
@@ -521,8 +536,7 @@ pub fn configure(
             let i = file_index(&mut files, name);
             let f = &mut files[i];
             let mut ns = Mapping::new();
-            ns.insert(s("lookaside"), s(read));
-            ns.insert(s("lookaside-staging"), s(write));
+            set_ours(&mut ns, read, write);
             mapping_at(&mut f.root, "docker").insert(s(registry_scope), Value::Mapping(ns));
             let why = match shadowing_wildcard {
                 Some((w, _)) if default_is_ours => format!("scope {w:?} would take precedence"),
@@ -668,6 +682,36 @@ mod tests {
             assert_eq!(ours, theirs, "lookaside for {repo}");
         }
         ours
+    }
+
+    #[test]
+    fn old_readers_get_the_sigstore_aliases_and_our_old_file_is_completed() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("registries.d");
+        configure(&dir, "registry.local", READ, WRITE).unwrap();
+        let v = yaml(&dir.join("default.yaml"));
+        assert_eq!(v["default-docker"]["sigstore"].as_str(), Some(READ));
+        assert_eq!(
+            v["default-docker"]["sigstore-staging"].as_str(),
+            Some(WRITE)
+        );
+        // A file of ours from before (lookaside only) gains the aliases once.
+        fs::write(
+            dir.join("default.yaml"),
+            format!("{MANAGED_HEADER}default-docker:\n  lookaside: {READ}\n  lookaside-staging: {WRITE}\n"),
+        )
+        .unwrap();
+        assert_eq!(
+            configure(&dir, "registry.local", READ, WRITE)
+                .unwrap()
+                .len(),
+            1
+        );
+        let v = yaml(&dir.join("default.yaml"));
+        assert_eq!(v["default-docker"]["sigstore"].as_str(), Some(READ));
+        assert!(configure(&dir, "registry.local", READ, WRITE)
+            .unwrap()
+            .is_empty());
     }
 
     #[test]

@@ -22,6 +22,8 @@
 
 #![allow(dead_code)]
 
+pub mod host;
+
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
@@ -61,6 +63,9 @@ pub struct RegistryConfig {
     pub tls: Option<TlsFiles>,
     /// Require HTTP basic auth (`auth: htpasswd`, bcrypt) for this user and password.
     pub htpasswd: Option<(String, String)>,
+    /// Listen on this port instead of a free one (e.g. 80 inside an
+    /// [`host::IsolatedHost`], where `registry.local` means port 80).
+    pub port: Option<u16>,
 }
 
 /// A throwaway CA and a server certificate for 127.0.0.1 signed by it (PEM).
@@ -142,7 +147,7 @@ impl Registry {
         // Another process may grab the port between our probe bind and the
         // registry's listen: retry with a new port.
         for _ in 0..10 {
-            reg.port = free_port();
+            reg.port = reg.config.port.unwrap_or_else(free_port);
             reg.addr = format!("127.0.0.1:{}", reg.port);
             match reg.spawn_and_wait() {
                 Ok(()) => return reg,
