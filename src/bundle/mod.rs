@@ -5,6 +5,7 @@ pub mod assemble;
 pub mod compress;
 pub mod model;
 pub mod reader;
+pub mod volumes;
 pub mod writer;
 
 pub use compress::Codec;

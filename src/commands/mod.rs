@@ -57,11 +57,24 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
         if let Some(e) = cause.downcast_ref::<Exit>() {
             return exit_of(e);
         }
+        if let Some(e) = cause.downcast_ref::<u7s_bundle::bundle::volumes::VolumeError>() {
+            return if e.is_verification() {
+                EXIT_VERIFICATION
+            } else {
+                1
+            };
+        }
         if let Some(ReadError::Rejected(inner)) = cause.downcast_ref::<ReadError>() {
             // A callback stopped the read: its own error decides (a registry
             // failure while pushing is not a verification failure).
             if let Some(e) = inner.downcast_ref::<Exit>() {
                 return exit_of(e);
+            }
+            if inner
+                .downcast_ref::<u7s_bundle::bundle::volumes::VolumeError>()
+                .is_some_and(|e| e.is_verification())
+            {
+                return EXIT_VERIFICATION;
             }
             if inner
                 .downcast_ref::<u7s_bundle::sign::SignError>()
