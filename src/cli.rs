@@ -40,6 +40,9 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Verify a bundle, push it to registry.local, sign every image, write the trust files.
     Load(LoadArgs),
+    /// List what a registry holds (manifests, layers, tagged images) as JSON:
+    /// the base for `build --base`, carried back from the isolated host.
+    Inventory(InventoryArgs),
     /// Generate an OpenPGP signing key of the shape container tools accept.
     Keygen(KeygenArgs),
     /// Check this host is ready: every image in the registry, signed, trusted by the policy.
@@ -209,6 +212,11 @@ pub struct BuildArgs {
     /// volume index NAME.u7s.volumes.json, each volume checkable on its own.
     #[arg(long, value_name = "SIZE")]
     pub volume_size: Option<String>,
+    /// Build a delta: leave out every layer this base holds — an inventory
+    /// of the target registry (`u7s-bundle inventory`), a previous bundle, or
+    /// its bundle.json. `load` then checks the registry has them.
+    #[arg(long, value_name = "FILE")]
+    pub base: Option<PathBuf>,
     /// Replace an existing archive (or volumes) of the same name.
     #[arg(long)]
     pub force: bool,
@@ -217,6 +225,21 @@ pub struct BuildArgs {
     pub quiet: bool,
     /// Print the result as JSON.
     #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct InventoryArgs {
+    /// The registry to list. registry.local is spoken to over plain HTTP.
+    #[arg(long, value_name = "HOST[:PORT]", default_value = "registry.local")]
+    pub registry: String,
+    #[command(flatten)]
+    pub registry_opts: RegistryArgs,
+    /// Write the inventory into FILE (default: standard output).
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// JSON output (the only format; the default).
+    #[arg(long, default_value_t = true)]
     pub json: bool,
 }
 

@@ -411,3 +411,119 @@ fn wait_for_volumes_asks_for_each_volume_and_checks_it() {
         assert_eq!(target.tags(repo), [tag.to_string()], "{name}");
     }
 }
+
+/// An inventory of the isolated registry, carried back; a delta built
+/// against it leaves out what that registry holds, loads there, and is
+/// refused — naming the missing layers, no tag set — by an empty one.
+#[test]
+fn an_inventory_delta_loads_where_it_was_taken_and_is_refused_elsewhere() {
+    let s = Site::new();
+    make_fixtures(&s.p("layout2"), &["apps/tool:v1"], Some(&s.src));
+    let full = s.build("full", &[]);
+    let target = Registry::start();
+    stdout_ok(&s.load(&target, &full, "a"));
+
+    let inv = s.p("inventory.json");
+    stdout_ok(&s.ub(&[
+        "inventory",
+        "--registry",
+        &target.addr,
+        "--plain-http",
+        "--output",
+        inv.to_str().unwrap(),
+    ]));
+    let i: serde_json::Value = serde_json::from_slice(&fs::read(&inv).unwrap()).unwrap();
+    assert_eq!(i["format"], "u7s-inventory");
+    assert!(
+        i["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["name"] == "c10f/kube-apiserver:v1.26.9"),
+        "{i}"
+    );
+
+    let delta = s.build(
+        "delta",
+        &[
+            "--base",
+            inv.to_str().unwrap(),
+            "--extra-image",
+            "apps/tool:v1",
+        ],
+    );
+    let shown: serde_json::Value = serde_json::from_str(&stdout_ok(&s.ub(&[
+        "inspect",
+        delta.to_str().unwrap(),
+        "--json",
+    ])))
+    .unwrap();
+    let omitted = shown["delta"]["omitted"].as_u64().unwrap();
+    assert!(omitted > 0, "{shown}");
+    assert!(shown["delta"]["bytes_saved"].as_u64().unwrap() > 0);
+    assert!(shown["delta"]["base"]
+        .as_str()
+        .unwrap()
+        .contains(&target.addr));
+    assert!(
+        fs::metadata(&delta).unwrap().len() < fs::metadata(&full).unwrap().len(),
+        "a delta is smaller than the full bundle"
+    );
+    let full_shown: serde_json::Value = serde_json::from_str(&stdout_ok(&s.ub(&[
+        "inspect",
+        full.to_str().unwrap(),
+        "--json",
+    ])))
+    .unwrap();
+    assert!(full_shown["delta"].is_null(), "a full bundle is no delta");
+    stdout_ok(&s.verify(&[delta.to_str().unwrap()]));
+
+    // Into an empty registry: refused before anything is tagged.
+    let empty = Registry::start();
+    let out = s.load(&empty, &delta, "b");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("lacks") && err.contains(&format!("{omitted} layer")),
+        "{err}"
+    );
+    let m: serde_json::Value = serde_json::from_slice(&empty_or_bundle_json(&s, &delta)).unwrap();
+    for o in m["delta"]["omitted"].as_array().unwrap().iter().take(3) {
+        assert!(err.contains(o["digest"].as_str().unwrap()), "{err}");
+    }
+    assert_untagged(&empty, "a delta into an empty registry");
+    assert!(empty.tags("apps/tool").is_empty());
+
+    // Into the registry the inventory came from: loads, and skopeo accepts
+    // the new image and an old one with the policy load wrote.
+    stdout_ok(&s.load(&target, &delta, "a"));
+    for name in ["apps/tool:v1", SET[0]] {
+        let dest = s.p(&format!("pulled/{}", name.replace(['/', ':'], "_")));
+        fs::create_dir_all(&dest).unwrap();
+        let out = skopeo([
+            "--policy",
+            s.p("a/policy.json").to_str().unwrap(),
+            "--registries.d",
+            s.p("a/registries.d").to_str().unwrap(),
+            "copy",
+            "--src-tls-verify=false",
+            &target.docker_ref(name),
+            &format!("dir:{}", dest.display()),
+        ]);
+        assert_success(&out, &format!("skopeo copy {name}"));
+    }
+}
+
+/// bundle.json of a bundle, by the tools a user has.
+fn empty_or_bundle_json(_s: &Site, archive: &Path) -> Vec<u8> {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "zstd -dc '{}' | tar xOf - bundle.json",
+            archive.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    out.stdout
+}

@@ -20,7 +20,7 @@ use u7s_bundle::cache::Cache;
 use u7s_bundle::fsutil::PendingFile;
 use u7s_bundle::progress::Progress;
 use u7s_bundle::reference::Reference;
-use u7s_bundle::{interrupt, pull, sign};
+use u7s_bundle::{delta, interrupt, pull, sign};
 
 pub fn run(args: BuildArgs) -> Result<()> {
     interrupt::install();
@@ -47,6 +47,12 @@ pub fn run(args: BuildArgs) -> Result<()> {
         }
         None => None,
     };
+    let base = args
+        .base
+        .as_deref()
+        .map(delta::Base::read)
+        .transpose()
+        .context("reading --base")?;
     let mut planned = planned_images(&set, &args.source)?;
     for extra in &args.extra_images {
         planned.push(parse_extra(extra, &args.source)?);
@@ -168,7 +174,8 @@ pub fn run(args: BuildArgs) -> Result<()> {
         flannel_cni_plugin_tag: set.flannel_cni_plugin_tag.clone(),
         created,
     };
-    let assembled = assemble::assemble(info, &resolved, &cache, &sizes)?;
+    let mut assembled = assemble::assemble(info, &resolved, &cache, &sizes)?;
+    let saved = base.as_ref().map(|b| delta::leave_out(&mut assembled, b));
     assembled
         .manifest
         .validate()
@@ -264,6 +271,7 @@ pub fn run(args: BuildArgs) -> Result<()> {
             "archive": output_path,
             "size": archive_size,
             "volumes": volume_count,
+            "delta": assembled.manifest.delta.as_ref().map(|d| json!({"base": d.base, "omitted": d.omitted.len(), "bytes_saved": saved})),
             "uncompressed_size": uncompressed,
             "compression": codec,
             "platform": assembled.manifest.platform,
@@ -285,6 +293,14 @@ pub fn run(args: BuildArgs) -> Result<()> {
             human_bytes(archive_size),
             archive_size as f64 * 100.0 / uncompressed.max(1) as f64
         ));
+        if let (Some(d), Some(saved)) = (&assembled.manifest.delta, saved) {
+            progress.message(&format!(
+                "delta against {}: {} layers ({}) left out",
+                d.base,
+                d.omitted.len(),
+                human_bytes(saved)
+            ));
+        }
         println!("{}", output_path.display());
     }
     Ok(())

@@ -83,6 +83,12 @@ pub fn run(args: InspectArgs) -> Result<()> {
                 "preserved": i.preserved,
             })).collect::<Vec<_>>(),
             "blobs": m.blobs.len(),
+            "delta": m.delta.as_ref().map(|d| json!({
+                "base": d.base,
+                "base_digest": d.base_digest,
+                "omitted": d.omitted.len(),
+                "bytes_saved": d.omitted.iter().map(|o| o.size).sum::<u64>(),
+            })),
         }));
         return Ok(());
     }
@@ -117,6 +123,16 @@ pub fn run(args: InspectArgs) -> Result<()> {
         m.blobs.len(),
         human_bytes(total)
     );
+    if let Some(d) = &m.delta {
+        println!(
+            "delta:      against {} ({}); {} layers left out, {} saved; \
+             load needs them in the registry",
+            d.base,
+            d.base_digest,
+            d.omitted.len(),
+            human_bytes(d.omitted.iter().map(|o| o.size).sum())
+        );
+    }
     for i in &m.images {
         println!(
             "  {:<50} {}  {:>10}",

@@ -21,7 +21,7 @@ use u7s_bundle::progress::Progress;
 use u7s_bundle::push::{push_names, LayerCompression, PushError, PushName, Pusher};
 use u7s_bundle::sign::{self, ImageSigner};
 use u7s_bundle::trust;
-use u7s_bundle::{fsutil, interrupt};
+use u7s_bundle::{delta, fsutil, interrupt};
 
 pub fn run(args: LoadArgs) -> Result<()> {
     interrupt::install();
@@ -149,6 +149,14 @@ pub fn run(args: LoadArgs) -> Result<()> {
             }
         }
         let n = push_names(&m, legacy_names);
+        // A delta: what it leaves out must be here before a layer is read.
+        delta::check_base_present(
+            &client,
+            &m,
+            &n,
+            args.dry_run,
+            layer_compression != LayerCompression::None,
+        )?;
         let _ = holder.set((m, n));
         Ok(())
     };

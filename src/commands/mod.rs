@@ -4,6 +4,7 @@
 mod build;
 mod cluster;
 mod inspect;
+mod inventory;
 mod keygen;
 mod load;
 mod man;
@@ -28,6 +29,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Inspect(a) => inspect::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Load(a) => load::run(a),
+        Command::Inventory(a) => inventory::run(a),
         Command::Keygen(a) => keygen::run(a),
         Command::Preflight(a) => preflight::run(a),
         Command::Init(a) => cluster::run_init(a),
