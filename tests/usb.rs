@@ -192,7 +192,16 @@ fn a_split_set_verifies_volume_by_volume_refuses_each_fault_and_loads() {
         assert!(v.len() as u64 <= vsize.parse::<u64>().unwrap());
         joined.extend(v);
     }
-    assert_eq!(joined.len() as u64, size);
+    assert_eq!(joined.len() as u64, idx["total_size"].as_u64().unwrap());
+    // Joined, they are an ordinary archive for the tools a user has.
+    let j = s.p("joined.tar.zst");
+    fs::write(&j, &joined).unwrap();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("zstd -dc '{}' | tar tf - | head -1", j.display()))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "bundle.json");
     assert!(vols
         .join("c10f-v1.26.9-amd64.u7s.volumes.json.sig")
         .exists());
