@@ -411,10 +411,9 @@ fn stray_volumes(dir: &Path, bundle: &str, count: usize) -> io::Result<Vec<Strin
         let Some(num) = name.strip_prefix(&prefix) else {
             continue;
         };
-        if num.len() >= 3 && num.bytes().all(|b| b.is_ascii_digit()) {
-            if num.parse::<usize>().map_or(true, |n| n == 0 || n > count) {
-                out.push(name);
-            }
+        let numbered = num.len() >= 3 && num.bytes().all(|b| b.is_ascii_digit());
+        if numbered && num.parse::<usize>().map_or(true, |n| n == 0 || n > count) {
+            out.push(name);
         }
     }
     out.sort();
@@ -906,7 +905,8 @@ mod tests {
     #[test]
     fn each_fault_names_its_volume() {
         let data: Vec<u8> = (0..20_000u32).map(|i| (i * 13 % 251) as u8).collect();
-        let faults: [(&str, &dyn Fn(&Path), &str); 5] = [
+        type Fault<'a> = (&'a str, &'a dyn Fn(&Path), &'a str);
+        let faults: [Fault; 5] = [
             (
                 "flipped",
                 &|d| {
