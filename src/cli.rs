@@ -40,8 +40,11 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Verify a bundle, push it to registry.local, sign every image, write the trust files.
     Load(LoadArgs),
-    /// List what a registry holds (manifests, layers, tagged images) as JSON:
-    /// the base for `build --base`, carried back from the isolated host.
+    /// List what a registry holds, as JSON: the base of a delta build.
+    ///
+    /// Every repo:tag with its manifest, every manifest, every config and
+    /// layer with the repositories holding it. Carried back from the
+    /// isolated host, it is what `build --base` leaves out.
     Inventory(InventoryArgs),
     /// Generate an OpenPGP signing key of the shape container tools accept.
     Keygen(KeygenArgs),
