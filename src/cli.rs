@@ -40,6 +40,12 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Verify a bundle, push it to registry.local, sign every image, write the trust files.
     Load(LoadArgs),
+    /// List what a registry holds, as JSON: the base of a delta build.
+    ///
+    /// Every repo:tag with its manifest, every manifest, every config and
+    /// layer with the repositories holding it. Carried back from the
+    /// isolated host, it is what `build --base` leaves out.
+    Inventory(InventoryArgs),
     /// Generate an OpenPGP signing key of the shape container tools accept.
     Keygen(KeygenArgs),
     /// Check this host is ready: every image in the registry, signed, trusted by the policy.
@@ -209,7 +215,17 @@ pub struct BuildArgs {
     /// Build cache (downloaded layers, verified before reuse).
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
-    /// Replace an existing archive of the same name.
+    /// Split the archive into volumes of at most SIZE (`4G`, `700M`, bytes,
+    /// or `fat32` = 4 GiB − 1): NAME.u7s.tar.xz.001, .002, … and the signed
+    /// volume index NAME.u7s.volumes.json, each volume checkable on its own.
+    #[arg(long, value_name = "SIZE")]
+    pub volume_size: Option<String>,
+    /// Build a delta: leave out every layer this base holds — an inventory
+    /// of the target registry (`u7s-bundle inventory`), a previous bundle, or
+    /// its bundle.json. `load` then checks the registry has them.
+    #[arg(long, value_name = "FILE")]
+    pub base: Option<PathBuf>,
+    /// Replace an existing archive (or volumes) of the same name.
     #[arg(long)]
     pub force: bool,
     /// No progress output.
@@ -221,8 +237,24 @@ pub struct BuildArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct InventoryArgs {
+    /// The registry to list. registry.local is spoken to over plain HTTP.
+    #[arg(long, value_name = "HOST[:PORT]", default_value = "registry.local")]
+    pub registry: String,
+    #[command(flatten)]
+    pub registry_opts: RegistryArgs,
+    /// Write the inventory into FILE (default: standard output).
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// JSON output (the only format; the default).
+    #[arg(long, default_value_t = true)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
 pub struct InspectArgs {
-    /// The bundle (.u7s.tar.xz / .u7s.tar.zst).
+    /// The bundle (.u7s.tar.xz / .u7s.tar.zst), or the volume index
+    /// (.u7s.volumes.json) or first volume (.001) of a split one.
     pub archive: PathBuf,
     /// Machine-readable output.
     #[arg(long)]
@@ -251,8 +283,15 @@ pub struct TrustArgs {
 
 #[derive(Args, Debug)]
 pub struct VerifyArgs {
-    /// The bundle (.u7s.tar.xz / .u7s.tar.zst).
+    /// The bundle (.u7s.tar.xz / .u7s.tar.zst), or the volume index
+    /// (.u7s.volumes.json) or first volume (.001) of a split one; with
+    /// --volumes, one volume.
     pub archive: PathBuf,
+    /// Check the one volume given against this volume index (signed), and
+    /// list the volumes still missing: a volume can be checked alone,
+    /// straight from its medium.
+    #[arg(long, value_name = "INDEX")]
+    pub volumes: Option<PathBuf>,
     #[command(flatten)]
     pub trust: TrustArgs,
     /// Machine-readable output.
@@ -278,8 +317,15 @@ pub struct KeygenArgs {
 
 #[derive(Args, Debug)]
 pub struct LoadArgs {
-    /// The bundle (.u7s.tar.xz / .u7s.tar.zst), or a legacy podsec archive (<arch>.tar.xz).
+    /// The bundle (.u7s.tar.xz / .u7s.tar.zst), the volume index
+    /// (.u7s.volumes.json) or first volume (.001) of a split one, or a legacy
+    /// podsec archive (<arch>.tar.xz).
     pub archive: PathBuf,
+    /// Volumes come one at a time on the same drive: ask on the terminal for
+    /// each next volume ("insert volume 2 of 3, then press Enter") and check
+    /// it whole before reading on.
+    #[arg(long)]
+    pub wait_for_volumes: bool,
     /// Target registry. registry.local is spoken to over plain HTTP (as podsec
     /// sets it up); other registries over HTTPS unless --plain-http.
     #[arg(long, value_name = "HOST[:PORT]", default_value = "registry.local")]

@@ -9,6 +9,7 @@
 
 pub mod bundle;
 pub mod cache;
+pub mod delta;
 pub mod digest;
 pub mod fsutil;
 #[doc(hidden)]

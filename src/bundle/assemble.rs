@@ -238,6 +238,7 @@ pub fn assemble(
         ],
         images: entries,
         blobs: blobs.iter().map(|b| b.entry.clone()).collect(),
+        delta: None,
     };
     Ok(Assembled {
         manifest,

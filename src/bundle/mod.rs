@@ -6,6 +6,7 @@ pub mod compress;
 pub mod model;
 pub mod reader;
 pub mod verify;
+pub mod volumes;
 pub mod writer;
 
 pub use compress::Codec;

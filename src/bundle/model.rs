@@ -64,6 +64,35 @@ pub struct BundleManifest {
     pub layout: Vec<FileEntry>,
     pub images: Vec<ImageEntry>,
     pub blobs: Vec<BlobEntry>,
+    /// Set in a delta: the layers left out because the base (what the target
+    /// registry holds) has them. Absent in a full bundle, whose bytes are
+    /// then those of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<Delta>,
+}
+
+/// What a delta bundle leaves out, and what it was made against.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Delta {
+    /// The base, for people: `inventory of registry.local (2026-12-05T…)`.
+    pub base: String,
+    /// sha256 of the base file (inventory, bundle.json, or bundle).
+    pub base_digest: Digest,
+    /// Layers the images use that the archive does not carry.
+    pub omitted: Vec<OmittedBlob>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct OmittedBlob {
+    pub digest: Digest,
+    pub size: u64,
+    pub media_type: String,
+    /// Repositories the base holds it in: where `load` mounts it from into
+    /// a repository that lacks it.
+    #[serde(default)]
+    pub repositories: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -264,6 +293,8 @@ impl BundleManifest {
                 return bad(format!("blob {} listed twice", b.digest));
             }
         }
+        let carried: BTreeSet<Digest> = kinds.keys().map(|d| (*d).clone()).collect();
+        let omitted = self.validate_delta(&carried)?;
         let kind_of = |d: &Digest| kinds.get(d).copied();
         let mut names = BTreeSet::new();
         for img in &self.images {
@@ -299,7 +330,7 @@ impl BundleManifest {
                 ));
             }
             for l in &img.layers {
-                if kind_of(l) != Some(BlobKind::Layer) {
+                if kind_of(l) != Some(BlobKind::Layer) && !omitted.contains(l) {
                     return bad(format!(
                         "{}: layer {l} is not listed as a layer blob",
                         img.name
@@ -308,6 +339,39 @@ impl BundleManifest {
             }
         }
         Ok(())
+    }
+
+    /// The omitted layers of a delta: valid, each once, none also carried.
+    fn validate_delta(&self, carried: &BTreeSet<Digest>) -> Result<BTreeSet<Digest>, ModelError> {
+        let bad = |s: String| Err(ModelError::Invalid(s));
+        let mut out = BTreeSet::new();
+        let Some(d) = &self.delta else {
+            return Ok(out);
+        };
+        if !is_display_text(&d.base, 1024) || d.omitted.len() > MAX_BLOBS {
+            return bad("delta: base is not one line of text, or too many blobs".into());
+        }
+        for o in &d.omitted {
+            if !is_media_type(&o.media_type) || carried.contains(&o.digest) {
+                return bad(format!(
+                    "delta: omitted blob {} has an invalid media type or is also carried",
+                    o.digest
+                ));
+            }
+            if o.repositories
+                .iter()
+                .any(|r| !reference::is_valid_repository(r))
+            {
+                return bad(format!(
+                    "delta: omitted blob {}: a repository is not valid",
+                    o.digest
+                ));
+            }
+            if !out.insert(o.digest.clone()) {
+                return bad(format!("delta: blob {} omitted twice", o.digest));
+            }
+        }
+        Ok(out)
     }
 
     /// Path of a blob inside the archive.
@@ -394,6 +458,7 @@ mod tests {
                 ),
                 blob(3, BlobKind::Layer, "application/vnd.oci.image.layer.v1.tar"),
             ],
+            delta: None,
         }
     }
 

@@ -694,6 +694,7 @@ fn legacy_manifest(
         ],
         images,
         blobs,
+        delta: None,
     };
     m.validate()?;
     Ok(m)

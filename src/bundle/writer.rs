@@ -94,8 +94,8 @@ const MIN_PART: u64 = 16 << 20;
 
 /// Write `entries` as a tar stream compressed per `opts` into `out` (at its
 /// current position). Temporary streams go to anonymous files in `spill_dir`.
-pub fn write_archive(
-    out: &mut File,
+pub fn write_archive<W: Write>(
+    out: &mut W,
     spill_dir: &Path,
     entries: Vec<Entry>,
     opts: EncodeOptions,
@@ -133,8 +133,8 @@ fn available_memory() -> Option<u64> {
     Some(kib * 1024)
 }
 
-fn write_parts(
-    out: &mut File,
+fn write_parts<W: Write>(
+    out: &mut W,
     spill_dir: &Path,
     segments: &[Segment],
     total: u64,
@@ -142,7 +142,8 @@ fn write_parts(
     opts: EncodeOptions,
     hooks: &Hooks,
 ) -> io::Result<Written> {
-    let start = out.stream_position()?;
+    let mut out = Counting { inner: out, n: 0 };
+    let out = &mut out;
     let share = total.div_ceil(parts as u64);
     let ranges: Vec<(u64, u64)> = (0..parts as u64)
         .map(|i| (i * share, ((i + 1) * share).min(total)))
@@ -188,12 +189,29 @@ fn write_parts(
         io::copy(&mut f, out)?;
     }
     out.flush()?;
-    let end = out.stream_position()?;
     Ok(Written {
         uncompressed: total,
-        compressed: end - start,
+        compressed: out.n,
         streams: parts,
     })
+}
+
+/// Counts what goes through: the archive's size, whatever `W` is (a file,
+/// or the volumes of a split bundle).
+struct Counting<'a, W> {
+    inner: &'a mut W,
+    n: u64,
+}
+
+impl<W: Write> Write for Counting<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.n += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Why a part ended early: another part failed.

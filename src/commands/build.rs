@@ -13,13 +13,14 @@ use crate::cli::BuildArgs;
 use u7s_bundle::bundle::assemble::{self, BlobData, BundleInfo};
 use u7s_bundle::bundle::compress::{Codec, EncodeOptions};
 use u7s_bundle::bundle::model::{MANIFEST_NAME, SIGNATURE_NAME};
+use u7s_bundle::bundle::volumes;
 use u7s_bundle::bundle::writer::{self, Content, Entry, Hooks};
 use u7s_bundle::cache::Cache;
 use u7s_bundle::fsutil::PendingFile;
 use u7s_bundle::plan::{planned_images, substitute_missing, Planned};
 use u7s_bundle::progress::Progress;
 use u7s_bundle::reference::Reference;
-use u7s_bundle::{interrupt, pull, sign};
+use u7s_bundle::{delta, interrupt, pull, sign};
 
 pub fn run(args: BuildArgs) -> Result<()> {
     interrupt::install();
@@ -36,6 +37,12 @@ pub fn run(args: BuildArgs) -> Result<()> {
         .as_deref()
         .map(|path| sign::open_key_file(path, args.passphrase_file.as_deref()))
         .transpose()?;
+    let base = args
+        .base
+        .as_deref()
+        .map(delta::Base::read)
+        .transpose()
+        .context("reading --base")?;
     let mut planned = planned_images(&set, &args.source)?;
     for extra in &args.extra_images {
         planned.push(parse_extra(extra, &args.source)?);
@@ -54,7 +61,22 @@ pub fn run(args: BuildArgs) -> Result<()> {
     let final_path = args
         .output
         .join(format!("{stem}.u7s.{}", codec.extension()));
-    if final_path.exists() && !args.force {
+    let volume_size = args
+        .volume_size
+        .as_deref()
+        .map(volumes::parse_size)
+        .transpose()?;
+    let bundle_name = format!("{stem}.u7s.{}", codec.extension());
+    if volume_size.is_some() && !args.force {
+        let old = volumes::existing_volumes(&args.output, &bundle_name)?;
+        if let Some(v) = old.first() {
+            bail!(
+                "{} exists already; remove the old volumes or give --force to replace them",
+                args.output.join(v).display()
+            );
+        }
+    }
+    if volume_size.is_none() && final_path.exists() && !args.force {
         bail!(
             "{} exists already; remove it or give --force to replace it",
             final_path.display()
@@ -142,12 +164,14 @@ pub fn run(args: BuildArgs) -> Result<()> {
         flannel_cni_plugin_tag: set.flannel_cni_plugin_tag.clone(),
         created,
     };
-    let assembled = assemble::assemble(info, &resolved, &cache, &sizes)?;
+    let mut assembled = assemble::assemble(info, &resolved, &cache, &sizes)?;
+    let saved = base.as_ref().map(|b| delta::leave_out(&mut assembled, b));
     assembled
         .manifest
         .validate()
         .context("the assembled bundle.json")?;
     let bundle_json = assembled.manifest.to_json();
+    let bundle_json_copy = bundle_json.clone();
     let signature = match &signer {
         Some(k) => {
             Some(sign::detached::sign_detached(k, &bundle_json).context("signing bundle.json")?)
@@ -187,41 +211,57 @@ pub fn run(args: BuildArgs) -> Result<()> {
         });
     }
     let uncompressed: u64 = assembled.blobs.iter().map(|b| b.entry.size).sum();
-    let (pending, mut file) = PendingFile::create(&final_path)
-        .with_context(|| format!("creating a file in {}", args.output.display()))?;
     let opts = EncodeOptions::for_arch(codec, args.level, jobs as u32, &arch);
     let task = progress.bytes_task(
         &format!("Compressing ({:?})", codec).to_lowercase(),
         Some(uncompressed),
     );
-    let written = writer::write_archive(
-        &mut file,
-        &args.output,
-        entries,
-        opts,
-        mtime,
-        &Hooks {
-            progress: &|n| task.inc(n),
-            cancel: interrupt::flag(),
-        },
-    );
-    drop(task);
-    let written = match written {
-        Ok(w) => w,
-        Err(_) if interrupt::cancelled() => return Err(interrupted()),
-        Err(e) => return Err(e).context("writing the archive"),
+    let hooks = Hooks {
+        progress: &|n| task.inc(n),
+        cancel: interrupt::flag(),
     };
-    let archive_size = written.compressed;
-    drop(file);
-    pending
-        .persist()
-        .with_context(|| format!("renaming into {}", final_path.display()))?;
+    let (output_path, archive_size, volume_count) = match volume_size {
+        None => {
+            let (pending, mut file) = PendingFile::create(&final_path)
+                .with_context(|| format!("creating a file in {}", args.output.display()))?;
+            let written =
+                writer::write_archive(&mut file, &args.output, entries, opts, mtime, &hooks);
+            let written = written_or_interrupted(written)?;
+            drop(file);
+            pending
+                .persist()
+                .with_context(|| format!("renaming into {}", final_path.display()))?;
+            (final_path.clone(), written.compressed, None)
+        }
+        Some(max) => {
+            let mut out = volumes::VolumeWriter::new(&args.output, &bundle_name, max);
+            let written =
+                writer::write_archive(&mut out, &args.output, entries, opts, mtime, &hooks);
+            let written = written_or_interrupted(written)?;
+            let finished = out.finish().context("writing the volumes")?;
+            let index = finished.index(&bundle_json_copy);
+            let sig = match &signer {
+                Some(k) => Some(
+                    sign::detached::sign_detached(k, &index.to_json())
+                        .context("signing the volume index")?,
+                ),
+                None => None,
+            };
+            let path = finished
+                .persist(&index, sig.as_deref())
+                .with_context(|| format!("writing the volumes into {}", args.output.display()))?;
+            (path, written.compressed, Some(index.volume_count))
+        }
+    };
+    drop(task);
 
     let signer_fpr = signer.as_ref().map(|k| k.fingerprint());
     if args.json {
         print_json(&json!({
-            "archive": final_path,
+            "archive": output_path,
             "size": archive_size,
+            "volumes": volume_count,
+            "delta": assembled.manifest.delta.as_ref().map(|d| json!({"base": d.base, "omitted": d.omitted.len(), "bytes_saved": saved})),
             "uncompressed_size": uncompressed,
             "compression": codec,
             "platform": assembled.manifest.platform,
@@ -243,9 +283,25 @@ pub fn run(args: BuildArgs) -> Result<()> {
             human_bytes(archive_size),
             archive_size as f64 * 100.0 / uncompressed.max(1) as f64
         ));
-        println!("{}", final_path.display());
+        if let (Some(d), Some(saved)) = (&assembled.manifest.delta, saved) {
+            progress.message(&format!(
+                "delta against {}: {} layers ({}) left out",
+                d.base,
+                d.omitted.len(),
+                human_bytes(saved)
+            ));
+        }
+        println!("{}", output_path.display());
     }
     Ok(())
+}
+
+fn written_or_interrupted(w: std::io::Result<writer::Written>) -> Result<writer::Written> {
+    match w {
+        Ok(w) => Ok(w),
+        Err(_) if interrupt::cancelled() => Err(interrupted()),
+        Err(e) => Err(e).context("writing the archive"),
+    }
 }
 
 fn interrupted() -> anyhow::Error {

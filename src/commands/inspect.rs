@@ -1,7 +1,6 @@
 //! `u7s-bundle inspect`: what a bundle says it holds. Reads only the first
 //! entries (bundle.json and its signature); `verify` checks everything.
 
-use std::fs::File;
 use std::io::{BufReader, Read};
 
 use anyhow::{Context, Result};
@@ -9,15 +8,17 @@ use serde_json::json;
 
 use super::{human_bytes, print_json};
 use crate::cli::InspectArgs;
-use u7s_bundle::bundle::compress;
 use u7s_bundle::bundle::model::{
     BundleManifest, MANIFEST_NAME, MAX_MANIFEST_BYTES, MAX_SIGNATURE_BYTES, SIGNATURE_NAME,
 };
+use u7s_bundle::bundle::{compress, volumes};
 use u7s_bundle::sign;
 
 pub fn run(args: InspectArgs) -> Result<()> {
-    let f =
-        File::open(&args.archive).with_context(|| format!("opening {}", args.archive.display()))?;
+    // (A volume set is read without checking its signature: inspect is
+    // informational, `verify` decides.)
+    let f = volumes::Input::open(&args.archive, None, None)
+        .with_context(|| format!("opening {}", args.archive.display()))?;
     let (codec, dec) = compress::decoder(BufReader::new(f))
         .with_context(|| format!("reading {}", args.archive.display()))?;
     let mut ar = tar::Archive::new(dec);
@@ -82,6 +83,12 @@ pub fn run(args: InspectArgs) -> Result<()> {
                 "preserved": i.preserved,
             })).collect::<Vec<_>>(),
             "blobs": m.blobs.len(),
+            "delta": m.delta.as_ref().map(|d| json!({
+                "base": d.base,
+                "base_digest": d.base_digest,
+                "omitted": d.omitted.len(),
+                "bytes_saved": d.omitted.iter().map(|o| o.size).sum::<u64>(),
+            })),
         }));
         return Ok(());
     }
@@ -116,6 +123,16 @@ pub fn run(args: InspectArgs) -> Result<()> {
         m.blobs.len(),
         human_bytes(total)
     );
+    if let Some(d) = &m.delta {
+        println!(
+            "delta:      against {} ({}); {} layers left out, {} saved; \
+             load needs them in the registry",
+            d.base,
+            d.base_digest,
+            d.omitted.len(),
+            human_bytes(d.omitted.iter().map(|o| o.size).sum())
+        );
+    }
     for i in &m.images {
         println!(
             "  {:<50} {}  {:>10}",

@@ -4,7 +4,6 @@
 //! set before the whole archive verified and every signature is in place; the
 //! trust files are written last, each atomically with a backup.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -15,13 +14,14 @@ use crate::cli::LoadArgs;
 use u7s_bundle::bundle::model::BlobKind;
 use u7s_bundle::bundle::reader::{self, Entry};
 use u7s_bundle::bundle::verify::{check_layout, check_signature};
+use u7s_bundle::bundle::volumes;
 use u7s_bundle::bundle::BundleManifest;
 use u7s_bundle::digest::Digest;
 use u7s_bundle::progress::Progress;
 use u7s_bundle::push::{push_names, LayerCompression, PushError, PushName, Pusher};
 use u7s_bundle::sign::{self, ImageSigner};
 use u7s_bundle::trust;
-use u7s_bundle::{fsutil, interrupt};
+use u7s_bundle::{delta, fsutil, interrupt};
 
 pub fn run(args: LoadArgs) -> Result<()> {
     interrupt::install();
@@ -70,9 +70,11 @@ pub fn run(args: LoadArgs) -> Result<()> {
     };
 
     // Stream the archive: header → signature check → blobs pushed as they come.
-    let legacy_archive = reader::is_legacy(&args.archive).map_err(|e| {
-        anyhow::Error::new(e).context(format!("reading {}", args.archive.display()))
-    })?;
+    let split = volumes::is_volume_path(&args.archive);
+    let legacy_archive = !split
+        && reader::is_legacy(&args.archive).map_err(|e| {
+            anyhow::Error::new(e).context(format!("reading {}", args.archive.display()))
+        })?;
     if legacy_archive && !args.trust.allow_unsigned {
         return Err(Exit::Verification(format!(
             "{} has no bundle.json: it looks like a podsec archive, which is not signed; \
@@ -92,7 +94,22 @@ pub fn run(args: LoadArgs) -> Result<()> {
     let legacy_names = !args.no_legacy_names;
     let layer_compression = LayerCompression::from(args.layer_compression);
     let task = progress.bytes_task("Verifying and pushing", None);
+    let mut input = if legacy_archive {
+        None
+    } else {
+        let trust = volumes::Trust {
+            keyring: &keyring,
+            allow_unsigned: args.trust.allow_unsigned,
+        };
+        let prompt = args.wait_for_volumes.then(volumes::terminal_prompt);
+        Some(
+            volumes::Input::open(&args.archive, prompt, Some(&trust))
+                .with_context(|| format!("opening {}", args.archive.display()))?,
+        )
+    };
+    let volume_json = input.as_ref().and_then(volumes::Input::bundle_json_digest);
     let check_header = |h: &reader::Header| -> Result<(), reader::BoxError> {
+        volumes::check_bundle_json(volume_json.as_ref(), &h.raw_manifest)?;
         signer_fpr = check_signature(
             &h.raw_manifest,
             h.signature.as_deref(),
@@ -114,6 +131,14 @@ pub fn run(args: LoadArgs) -> Result<()> {
             }
         }
         let n = push_names(&m, legacy_names);
+        // A delta: what it leaves out must be here before a layer is read.
+        delta::check_base_present(
+            &client,
+            &m,
+            &n,
+            args.dry_run,
+            layer_compression != LayerCompression::None,
+        )?;
         let _ = holder.set((m, n));
         Ok(())
     };
@@ -151,9 +176,8 @@ pub fn run(args: LoadArgs) -> Result<()> {
         let file = &args.archive;
         reader::read_legacy(file, &arch, check_header, on_entry)
     } else {
-        let file = File::open(&args.archive)
-            .with_context(|| format!("opening {}", args.archive.display()))?;
-        reader::read_bundle(file, check_header, on_entry)
+        let input = input.as_mut().expect("opened above");
+        reader::read_bundle(input, check_header, on_entry)
     };
     drop(task);
     let mut skipped_rest = false;
@@ -164,6 +188,12 @@ pub fn run(args: LoadArgs) -> Result<()> {
         }
         r => r.map(|_| ()),
     };
+    // A bad volume is the cause, not the corrupt stream it made.
+    if let (Err(_), Some(v)) = (&result, input.as_mut().and_then(volumes::Input::diagnose)) {
+        return Err(
+            anyhow::Error::new(v).context(format!("{} was refused", args.archive.display()))
+        );
+    }
     result.map_err(|e| {
         // The registry failing is not the archive's fault: say so, and what
         // to do. Nothing is tagged before every blob is in, so a re-run is safe.

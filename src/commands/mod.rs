@@ -4,6 +4,7 @@
 mod build;
 mod cluster;
 mod inspect;
+mod inventory;
 mod keygen;
 mod load;
 mod man;
@@ -29,6 +30,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Inspect(a) => inspect::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Load(a) => load::run(a),
+        Command::Inventory(a) => inventory::run(a),
         Command::Keygen(a) => keygen::run(a),
         Command::Preflight(a) => preflight::run(a),
         Command::Init(a) => cluster::run_init(a),
@@ -59,11 +61,24 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
         if let Some(e) = cause.downcast_ref::<Exit>() {
             return exit_of(e);
         }
+        if let Some(e) = cause.downcast_ref::<u7s_bundle::bundle::volumes::VolumeError>() {
+            return if e.is_verification() {
+                EXIT_VERIFICATION
+            } else {
+                1
+            };
+        }
         if let Some(ReadError::Rejected(inner)) = cause.downcast_ref::<ReadError>() {
             // A callback stopped the read: its own error decides (a registry
             // failure while pushing is not a verification failure).
             if let Some(e) = inner.downcast_ref::<Exit>() {
                 return exit_of(e);
+            }
+            if inner
+                .downcast_ref::<u7s_bundle::bundle::volumes::VolumeError>()
+                .is_some_and(|e| e.is_verification())
+            {
+                return EXIT_VERIFICATION;
             }
             if inner
                 .downcast_ref::<u7s_bundle::sign::SignError>()

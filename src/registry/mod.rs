@@ -764,6 +764,35 @@ impl Client {
         Ok(out)
     }
 
+    /// Every repository (`GET /v2/_catalog`), following `Link` pagination.
+    pub fn catalog(&self) -> Result<Vec<String>> {
+        #[derive(serde::Deserialize)]
+        struct Catalog {
+            #[serde(default)]
+            repositories: Option<Vec<String>>,
+        }
+        let mut url = self.url("_catalog?n=1000");
+        let mut out = Vec::new();
+        for _page in 0..1000 {
+            let resp = self.send(Method::GET, &url, "registry:catalog:*", &|r| r)?;
+            if !resp.status().is_success() {
+                return Err(status_error(&Method::GET, &url, resp));
+            }
+            let next = header_str(resp.headers(), LINK).and_then(|l| next_link(&l));
+            let body = read_limited(resp, 16 << 20, "catalog")?;
+            let c: Catalog = serde_json::from_slice(&body).map_err(|e| RegistryError::Io {
+                what: "catalog".into(),
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            })?;
+            out.extend(c.repositories.unwrap_or_default());
+            match next {
+                Some(n) => url = self.resolve(&n),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
     /// An upload session's next URL. It must stay on the registry's origin:
     /// the PATCHes that follow carry the image and the Authorization header.
     fn location(&self, resp: &Response, url: &str) -> Result<String> {
