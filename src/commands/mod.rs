@@ -7,9 +7,11 @@ mod inspect;
 mod keygen;
 mod load;
 mod man;
+mod node_trust;
 mod plan;
 mod preflight;
 mod profiles;
+mod services;
 mod verify;
 
 use std::path::Path;
@@ -33,6 +35,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Init(a) => cluster::run_init(a),
         Command::Join(a) => cluster::run_join(a),
         Command::Man(a) => man::run(a),
+        Command::Services(a) => services::run(a),
+        Command::NodeTrust(a) => node_trust::run(a),
     }
 }
 
