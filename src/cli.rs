@@ -513,12 +513,14 @@ pub struct InitArgs {
 
 #[derive(Args, Debug)]
 #[command(
-    long_about = "Join this node to the cluster: run preflight, then podsec's rootless kubeadm \
-wrapper (`kubeadm join`) with the U7S_* environment set from the image set. Give the \
-arguments `init` printed (saved in join-worker.sh / join-control-plane.sh on the first \
-master).",
-    after_help = "Exit codes: 0 success; 1 preflight failed (the wrapper was not run) or an error; \
-otherwise the wrapper's own exit code."
+    long_about = "Join this node to the cluster: check that the node trusts the registry (a \
+signedBy rule for it in policy.json, with the keys of --fingerprint, and a lookaside in \
+registries.d; --setup-trust runs `node-trust` first), run preflight (every image's \
+signature verified through that lookaside), then podsec's rootless kubeadm wrapper \
+(`kubeadm join`) with the U7S_* environment set from the image set. Give the arguments \
+`init` printed (saved in join-worker.sh / join-control-plane.sh on the first master).",
+    after_help = "Exit codes: 0 success; 1 the node does not trust the registry or preflight failed \
+(the wrapper was not run), or an error; otherwise the wrapper's own exit code."
 )]
 pub struct JoinArgs {
     /// The API server endpoint, HOST:PORT (e.g. 10.0.0.10:6443).
@@ -540,6 +542,8 @@ pub struct JoinArgs {
     pub select: ClusterSelectArgs,
     #[command(flatten)]
     pub run: KubeadmRunArgs,
+    #[command(flatten)]
+    pub trust: JoinTrustArgs,
 }
 
 #[derive(Args, Debug)]
@@ -667,4 +671,50 @@ pub struct NodeTrustArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The node's trust in the registry, checked (and with --setup-trust set up)
+/// before `join` calls kubeadm.
+#[derive(Args, Debug, Clone)]
+pub struct JoinTrustArgs {
+    /// Run `node-trust` first (needs --fingerprint): install the served key
+    /// whose fingerprint is given, merge the policy, registries.d, the
+    /// registries.conf.d drop-in, and /etc/hosts with --registry-address.
+    #[arg(long, requires = "fingerprints")]
+    pub setup_trust: bool,
+    /// Fingerprint of the image-signing key the node must trust (repeatable;
+    /// `init` writes it into the saved join commands).
+    #[arg(long = "fingerprint", value_name = "FPR", action = clap::ArgAction::Append)]
+    pub fingerprints: Vec<String>,
+    /// Where the registry host serves keys/ and sigstore/ (--setup-trust).
+    #[arg(long, value_name = "URL", default_value = "http://sigstore.local:81")]
+    pub sigstore_url: String,
+    /// The registry host's address, bound to registry.local sigstore.local in
+    /// --hosts-file (--setup-trust).
+    #[arg(long, value_name = "IP")]
+    pub registry_address: Option<std::net::IpAddr>,
+    /// containers-registries.conf drop-in directory (--setup-trust).
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/etc/containers/registries.conf.d",
+        hide_short_help = true
+    )]
+    pub registries_conf_d: PathBuf,
+    /// Where the trusted public keys are installed (--setup-trust).
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/var/sigstore/keys",
+        hide_short_help = true
+    )]
+    pub keys_dir: PathBuf,
+    /// The hosts file (--setup-trust with --registry-address).
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/etc/hosts",
+        hide_short_help = true
+    )]
+    pub hosts_file: PathBuf,
 }

@@ -283,30 +283,90 @@ fn a_two_host_cluster_from_services_to_join_and_a_replaced_key_refused() {
     let registry = format!("127.0.0.1:{reg_port}");
     let sigstore_url = format!("http://127.0.0.1:{sig_port}");
 
-    let load: Value = serde_json::from_str(&ok(ub(&[
+    let lookaside = format!("{sigstore_url}/sigstore/");
+    let ps = |p: PathBuf| p.display().to_string();
+    let (keyring, sign_key, sigs, keys_a, pol_a, rd_a) = (
+        ps(w.join("builder.pgp")),
+        ps(w.join("imagemaker.key")),
+        ps(sigstore.join("sigstore")),
+        ps(sigstore.join("keys")),
+        ps(a.join("etc/containers/policy.json")),
+        ps(a.join("etc/containers/registries.d")),
+    );
+    let load_args: Vec<&str> = vec![
         "load",
         archive,
         "--keyring",
-        w.join("builder.pgp").to_str().unwrap(),
+        &keyring,
         "--sign-key",
-        w.join("imagemaker.key").to_str().unwrap(),
+        &sign_key,
         "--registry",
         &registry,
         "--plain-http",
         "--sigstore-dir",
-        sigstore.join("sigstore").to_str().unwrap(),
+        &sigs,
         "--keys-dir",
-        sigstore.join("keys").to_str().unwrap(),
+        &keys_a,
         "--policy",
-        a.join("etc/containers/policy.json").to_str().unwrap(),
+        &pol_a,
         "--registries-d",
-        a.join("etc/containers/registries.d").to_str().unwrap(),
+        &rd_a,
         "--lookaside-url",
-        &format!("{sigstore_url}/sigstore/"),
+        &lookaside,
         "--json",
-    ])))
-    .unwrap();
+    ];
+    let load: Value = serde_json::from_str(&ok(ub(&load_args))).unwrap();
     let fpr = load["image_signer"].as_str().unwrap().to_string();
+    // The text summary names the key for the other nodes (a re-run changes nothing).
+    let again = ok(ub(&load_args[..load_args.len() - 1]));
+    assert!(
+        again.contains(&format!("image-signing key fingerprint: {fpr}")),
+        "{again}"
+    );
+
+    // init on A: the saved join commands carry the fingerprint.
+    let kubeadm = w.join("kubeadm");
+    fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/stand-in/kubeadm"),
+        &kubeadm,
+    )
+    .unwrap();
+    fs::set_permissions(&kubeadm, fs::Permissions::from_mode(0o755)).unwrap();
+    let cluster = |cmd: &[&str], policy: &Path, registries_d: &Path, state: &str| {
+        command(home.path())
+            .args(cmd)
+            .args(["--bundle", archive, "--registry", &registry, "--plain-http"])
+            .arg("--policy")
+            .arg(policy)
+            .arg("--registries-d")
+            .arg(registries_d)
+            .args(["--skip-host-checks", "--kubeadm", kubeadm.to_str().unwrap()])
+            .arg("--state-dir")
+            .arg(w.join(state))
+            .env("STANDIN_RECORD", w.join("record"))
+            .output()
+            .unwrap()
+    };
+    ok(cluster(
+        &["init"],
+        &a.join("etc/containers/policy.json"),
+        &a.join("etc/containers/registries.d"),
+        "stateA",
+    ));
+    let script = fs::read_to_string(w.join("stateA/join-worker.sh")).unwrap();
+    assert!(
+        script.contains(&format!("--setup-trust --fingerprint {fpr}")),
+        "{script}"
+    );
+    fs::remove_dir_all(w.join("record")).unwrap();
+    let join_args = [
+        "join",
+        "10.0.0.10:6443",
+        "--token",
+        "abcdef.0123456789abcdef",
+        "--discovery-token-ca-cert-hash",
+        HASH,
+    ];
 
     // ---- host B: its own /etc/containers, /var/sigstore, /etc/hosts.
     let b = w.join("B");
@@ -384,40 +444,60 @@ fn a_two_host_cluster_from_services_to_join_and_a_replaced_key_refused() {
         "127.0.0.1 localhost\n127.0.0.1 registry.local sigstore.local\n"
     );
 
-    // join with the stand-in kubeadm, with B's trust files.
-    let kubeadm = w.join("kubeadm");
-    fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/stand-in/kubeadm"),
-        &kubeadm,
-    )
-    .unwrap();
-    fs::set_permissions(&kubeadm, fs::Permissions::from_mode(0o755)).unwrap();
-    let join = command(home.path())
-        .args([
-            "join",
-            "10.0.0.10:6443",
-            "--token",
-            "abcdef.0123456789abcdef",
-            "--discovery-token-ca-cert-hash",
-            HASH,
-            "--bundle",
-            archive,
-            "--registry",
-            &registry,
-            "--plain-http",
-            "--policy",
-            &bp("etc/containers/policy.json"),
-            "--registries-d",
-            &bp("etc/containers/registries.d"),
-            "--skip-host-checks",
-            "--kubeadm",
-            kubeadm.to_str().unwrap(),
-        ])
-        .env("STANDIN_RECORD", w.join("record"))
-        .output()
-        .unwrap();
-    assert!(join.status.success(), "{}", text(&join));
+    // join on B, with B's trust files; a fingerprint B doesn't trust is refused.
+    let b_policy = b.join("etc/containers/policy.json");
+    let b_rd = b.join("etc/containers/registries.d");
+    let mut cmd: Vec<&str> = join_args.to_vec();
+    cmd.extend(["--fingerprint", &fpr]);
+    ok(cluster(&cmd, &b_policy, &b_rd, "stateB"));
     assert!(w.join("record/called").exists());
+    fs::remove_dir_all(w.join("record")).unwrap();
+    let zeros = "0".repeat(40);
+    let mut cmd: Vec<&str> = join_args.to_vec();
+    cmd.extend(["--fingerprint", &zeros]);
+    let out = cluster(&cmd, &b_policy, &b_rd, "stateB");
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(!w.join("record/called").exists(), "kubeadm ran");
+
+    // Node C trusts nothing: join is refused with the command that fixes it;
+    // with --setup-trust it sets the trust up and joins.
+    let c = w.join("C");
+    let cp = |rel: &str| c.join(rel).display().to_string();
+    let (c_policy, c_rd) = (
+        c.join("etc/containers/policy.json"),
+        c.join("etc/containers/registries.d"),
+    );
+    let out = cluster(&join_args, &c_policy, &c_rd, "stateC");
+    assert!(!out.status.success(), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("u7s-bundle node-trust --registry"), "{err}");
+    assert!(!w.join("record/called").exists(), "kubeadm ran");
+    let mut cmd: Vec<&str> = join_args.to_vec();
+    let (keys, rcd, hosts) = (
+        cp("var/sigstore/keys"),
+        cp("etc/containers/registries.conf.d"),
+        cp("etc/hosts"),
+    );
+    cmd.extend([
+        "--setup-trust",
+        "--fingerprint",
+        &fpr,
+        "--sigstore-url",
+        &sigstore_url,
+        "--registry-address",
+        "127.0.0.1",
+        "--keys-dir",
+        &keys,
+        "--registries-conf-d",
+        &rcd,
+        "--hosts-file",
+        &hosts,
+    ]);
+    ok(cluster(&cmd, &c_policy, &c_rd, "stateC"));
+    assert!(w.join("record/called").exists());
+    assert!(fs::read_to_string(c.join("etc/hosts"))
+        .unwrap()
+        .contains("127.0.0.1 registry.local sigstore.local"));
 
     // skopeo with B's files pulls every image, signatures read through nginx.
     for name in SET {

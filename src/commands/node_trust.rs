@@ -5,14 +5,8 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 
 use crate::cli::NodeTrustArgs;
-use u7s_bundle::edits;
 use u7s_bundle::policy_eval::HttpFetch;
-use u7s_bundle::trust::node::{self, NodePaths};
-use u7s_bundle::trust::registries_d;
-
-/// registries.d's staging URL must be a local directory; a node signs nothing,
-/// so this is only there because the writer needs one (podsec's path).
-const STAGING_URL: &str = "file:///var/sigstore/sigstore/";
+use u7s_bundle::trust::node::{self, NodePaths, Setup};
 
 pub fn run(args: NodeTrustArgs) -> Result<()> {
     let paths = NodePaths {
@@ -22,82 +16,53 @@ pub fn run(args: NodeTrustArgs) -> Result<()> {
         keys_dir: args.keys_dir.clone(),
         hosts_file: args.hosts_file.clone(),
     };
+    let setup = Setup {
+        sigstore_url: &args.sigstore_url,
+        fingerprints: &args.fingerprints,
+        registry: &args.registry,
+        address: args.address,
+        paths: &paths,
+    };
     let http = HttpFetch::new().context("starting the HTTP client")?;
-    let served = node::fetch_keys(&http, &args.sigstore_url)?;
-    let selected = node::select(&served, &args.fingerprints, &args.sigstore_url)?;
-    let plan = node::plan(&paths, &args.registry, &selected, args.address)?;
-    let lookaside = node::lookaside_url(&args.sigstore_url);
-
-    if args.check {
-        let mut problems = Vec::new();
-        for e in &plan {
-            if let Some(c) = edits::pending("/".as_ref(), e)? {
-                problems.push(format!("would be {c}"));
-            }
-        }
-        if !node::lookaside_configured(&args.registries_d, &args.registry, &lookaside)? {
-            problems.push(format!(
-                "{} does not read signatures for {} from {lookaside}",
-                args.registries_d.display(),
-                args.registry
-            ));
-        }
-        return report_check(&args, &problems);
-    }
-
-    let mut changes = edits::apply("/".as_ref(), &plan)
-        .map_err(|(path, e)| anyhow::anyhow!("writing {}: {e}", path.display()))?;
-    changes.extend(
-        registries_d::configure(&args.registries_d, &args.registry, &lookaside, STAGING_URL)
-            .with_context(|| format!("configuring {}", args.registries_d.display()))?,
-    );
-    let trusted: Vec<_> = selected
-        .iter()
-        .map(|k| json!({"name": k.name, "fingerprint": k.fingerprint}))
-        .collect();
+    let out = node::setup(&http, &setup, args.check)?;
+    let changes: Vec<String> = out.changes.iter().map(|c| c.to_string()).collect();
     if args.json {
-        let files: Vec<String> = changes.iter().map(|c| c.to_string()).collect();
-        super::print_json(
-            &json!({"trusted_keys": trusted, "files": files, "lookaside": lookaside}),
-        );
-        return Ok(());
-    }
-    for k in &selected {
-        println!(
-            "trusted {}.pgp {} for {}",
-            k.name,
-            k.fingerprint.as_deref().unwrap_or_default(),
-            args.registry
-        );
-    }
-    if changes.is_empty() {
-        println!("trust files already in place");
-    }
-    for c in &changes {
-        println!("{c}");
-    }
-    Ok(())
-}
-
-fn report_check(args: &NodeTrustArgs, problems: &[String]) -> Result<()> {
-    if args.json {
-        super::print_json(&json!({"ok": problems.is_empty(), "problems": problems}));
+        let trusted: Vec<_> = out
+            .trusted
+            .iter()
+            .map(|k| json!({"name": k.name, "fingerprint": k.fingerprint}))
+            .collect();
+        super::print_json(&json!({
+            "check": args.check,
+            "ok": !args.check || changes.is_empty(),
+            "trusted_keys": trusted,
+            "files": changes,
+            "lookaside": out.lookaside,
+        }));
     } else {
-        for p in problems {
-            println!("{p}");
+        for k in &out.trusted {
+            println!(
+                "{} {}.pgp {} for {}",
+                if args.check { "served" } else { "trusted" },
+                k.name,
+                k.fingerprint.as_deref().unwrap_or_default(),
+                args.registry
+            );
+        }
+        for c in &changes {
+            println!("{}{c}", if args.check { "would be " } else { "" });
+        }
+        if changes.is_empty() {
+            println!(
+                "trust files already in place (signatures from {})",
+                out.lookaside
+            );
         }
     }
-    if !problems.is_empty() {
+    if args.check && !changes.is_empty() {
         bail!(
             "this node does not trust {} yet: run the same command without --check",
             args.registry
-        );
-    }
-    if !args.json {
-        println!(
-            "this node trusts {} (signatures from {})",
-            args.registry,
-            node::lookaside_url(&args.sigstore_url)
         );
     }
     Ok(())

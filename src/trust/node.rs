@@ -25,7 +25,7 @@ use serde::Deserialize;
 
 use super::lookaside::{Fetch, LookasideError};
 use super::policy::{self, PolicyError};
-use super::{insecure_registry, keys, registries_d};
+use super::{insecure_registry, keys, registries_d, Change};
 use crate::edits::{self, Edit};
 use crate::hosts;
 use crate::sign::{self, Cert};
@@ -60,6 +60,8 @@ pub enum NodeTrustError {
     Policy(#[from] PolicyError),
     #[error(transparent)]
     Registry(#[from] insecure_registry::InvalidRegistry),
+    #[error(transparent)]
+    RegistriesD(#[from] registries_d::RegistriesDError),
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,
@@ -275,22 +277,76 @@ pub fn lookaside_configured(
     Ok(registries_d::lookaside_for(registries_d, &probe)?.as_deref() == Some(lookaside))
 }
 
-/// What keeps this node from trusting `registry` (without the network): no
-/// `signedBy` rule for it, a rule whose key files are missing or don't hold
-/// the wanted fingerprints, or no lookaside for it. Empty when all is well.
-pub fn local_problems(paths: &NodePaths, registry: &str, fingerprints: &[String]) -> Vec<String> {
-    let mut problems = Vec::new();
-    let policy = match std::fs::read(&paths.policy)
-        .map_err(|e| e.to_string())
-        .and_then(|b| policy::parse(&b).map_err(|e| e.to_string()))
-    {
-        Ok(p) => p,
-        Err(e) => {
-            return vec![format!("{}: {e}", paths.policy.display())];
+/// registries.d's staging URL must be a local directory; a node signs
+/// nothing, so this is only there because the writer needs one (podsec's path).
+const STAGING_URL: &str = "file:///var/sigstore/sigstore/";
+
+/// What [`setup`] is asked to do.
+#[derive(Clone, Debug)]
+pub struct Setup<'a> {
+    pub sigstore_url: &'a str,
+    pub fingerprints: &'a [String],
+    pub registry: &'a str,
+    /// The registry host's address, for `/etc/hosts`.
+    pub address: Option<IpAddr>,
+    pub paths: &'a NodePaths,
+}
+
+/// What [`setup`] did (or, checking, would do).
+#[derive(Debug)]
+pub struct Outcome {
+    pub trusted: Vec<ServedKey>,
+    /// Written changes; with `check`, the changes that *would* be made.
+    pub changes: Vec<Change>,
+    pub lookaside: String,
+}
+
+/// Fetch, select, plan and (unless `check`) write: the whole of `node-trust`.
+/// Any refusal comes before the first write. With `check` nothing is written
+/// and [`Outcome::changes`] lists what is not in place yet.
+pub fn setup(fetch: &dyn Fetch, s: &Setup<'_>, check: bool) -> Result<Outcome> {
+    let served = fetch_keys(fetch, s.sigstore_url)?;
+    let trusted = select(&served, s.fingerprints, s.sigstore_url)?;
+    let plan = plan(s.paths, s.registry, &trusted, s.address)?;
+    let lookaside = lookaside_url(s.sigstore_url);
+    let root = Path::new("/");
+    let mut changes = Vec::new();
+    if check {
+        for e in &plan {
+            let pending = edits::pending(root, e).map_err(|source| NodeTrustError::Io {
+                path: e.path.clone(),
+                source,
+            })?;
+            changes.extend(pending);
         }
-    };
+        if !lookaside_configured(&s.paths.registries_d, s.registry, &lookaside)? {
+            changes.push(Change::new(
+                super::ChangeKind::Updated,
+                Some(s.paths.registries_d.clone()),
+                format!("signatures for {} from {lookaside}", s.registry),
+            ));
+        }
+    } else {
+        changes = edits::apply(root, &plan)
+            .map_err(|(path, source)| NodeTrustError::Io { path, source })?;
+        changes.extend(registries_d::configure(
+            &s.paths.registries_d,
+            s.registry,
+            &lookaside,
+            STAGING_URL,
+        )?);
+    }
+    Ok(Outcome {
+        trusted,
+        changes,
+        lookaside,
+    })
+}
+
+/// The key files the policy's `signedBy` rules name for images of `registry`.
+fn policy_key_paths(policy: &policy::Policy, registry: &str) -> Vec<PathBuf> {
     let probe = format!("{registry}/u7s-bundle-probe");
-    let key_paths: Vec<PathBuf> = policy
+    policy
         .requirements_for_docker(&probe)
         .iter()
         .filter_map(|r| match r {
@@ -302,7 +358,40 @@ pub fn local_problems(paths: &NodePaths, registry: &str, fingerprints: &[String]
             _ => None,
         })
         .flatten()
+        .collect()
+}
+
+/// The fingerprints of the keys this host's policy trusts for `registry`
+/// (what `init` writes into the join commands).
+pub fn trusted_fingerprints(policy_file: &Path, registry: &str) -> Vec<String> {
+    let Ok(policy) = std::fs::read(policy_file)
+        .map_err(|e| e.to_string())
+        .and_then(|b| policy::parse(&b).map_err(|e| e.to_string()))
+    else {
+        return Vec::new();
+    };
+    let paths: Vec<PathBuf> = policy_key_paths(&policy, registry)
+        .into_iter()
+        .filter(|p| p.is_file())
         .collect();
+    sign::load_keyring(&paths)
+        .map(|ring| ring.iter().map(|c| c.fingerprint().to_hex()).collect())
+        .unwrap_or_default()
+}
+
+/// What keeps this node from trusting `registry` (without the network): no
+/// `signedBy` rule for it, a rule whose key files are missing or don't hold
+/// the wanted fingerprints, or no lookaside for it. Empty when all is well.
+pub fn local_problems(paths: &NodePaths, registry: &str, fingerprints: &[String]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let policy = match std::fs::read(&paths.policy)
+        .map_err(|e| e.to_string())
+        .and_then(|b| policy::parse(&b).map_err(|e| e.to_string()))
+    {
+        Ok(p) => p,
+        Err(e) => return vec![format!("{}: {e}", paths.policy.display())],
+    };
+    let key_paths = policy_key_paths(&policy, registry);
     if key_paths.is_empty() {
         problems.push(format!(
             "{} has no signedBy rule for {registry}",
@@ -324,6 +413,7 @@ pub fn local_problems(paths: &NodePaths, registry: &str, fingerprints: &[String]
             Err(e) => problems.push(e.to_string()),
         }
     }
+    let probe = format!("{registry}/u7s-bundle-probe");
     match registries_d::lookaside_for(&paths.registries_d, &probe) {
         Ok(Some(_)) => {}
         Ok(None) => problems.push(format!(
