@@ -48,9 +48,9 @@ pub enum Command {
     Init(InitArgs),
     /// Join this node to the cluster (rootless kubeadm join) with images from the registry.
     Join(JoinArgs),
-    /// On the registry host: serve registry.local (docker-registry) and sigstore.local (nginx).
+    /// Serve registry.local and sigstore.local on the registry host (docker-registry, nginx).
     Services(ServicesArgs),
-    /// On every other node: trust the cluster's registry, with keys checked by fingerprint.
+    /// Make another node trust the registry (served keys checked by fingerprint).
     NodeTrust(NodeTrustArgs),
     /// Write the manual pages (u7s-bundle.1, u7s-bundle-<command>.1) into a directory.
     #[command(hide = true)]
