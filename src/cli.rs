@@ -54,6 +54,10 @@ pub enum Command {
     Init(InitArgs),
     /// Join this node to the cluster (rootless kubeadm join) with images from the registry.
     Join(JoinArgs),
+    /// Serve registry.local and sigstore.local on the registry host (docker-registry, nginx).
+    Services(ServicesArgs),
+    /// Make another node trust the registry (served keys checked by fingerprint).
+    NodeTrust(NodeTrustArgs),
     /// Write the manual pages (u7s-bundle.1, u7s-bundle-<command>.1) into a directory.
     #[command(hide = true)]
     Man(ManArgs),
@@ -572,12 +576,14 @@ pub struct InitArgs {
 
 #[derive(Args, Debug)]
 #[command(
-    long_about = "Join this node to the cluster: run preflight, then podsec's rootless kubeadm \
-wrapper (`kubeadm join`) with the U7S_* environment set from the image set. Give the \
-arguments `init` printed (saved in join-worker.sh / join-control-plane.sh on the first \
-master).",
-    after_help = "Exit codes: 0 success; 1 preflight failed (the wrapper was not run) or an error; \
-otherwise the wrapper's own exit code."
+    long_about = "Join this node to the cluster: check that the node trusts the registry (a \
+signedBy rule for it in policy.json, with the keys of --fingerprint, and a lookaside in \
+registries.d; --setup-trust runs `node-trust` first), run preflight (every image's \
+signature verified through that lookaside), then podsec's rootless kubeadm wrapper \
+(`kubeadm join`) with the U7S_* environment set from the image set. Give the arguments \
+`init` printed (saved in join-worker.sh / join-control-plane.sh on the first master).",
+    after_help = "Exit codes: 0 success; 1 the node does not trust the registry or preflight failed \
+(the wrapper was not run), or an error; otherwise the wrapper's own exit code."
 )]
 pub struct JoinArgs {
     /// The API server endpoint, HOST:PORT (e.g. 10.0.0.10:6443).
@@ -623,6 +629,181 @@ pub struct JoinArgs {
     pub select: ClusterSelectArgs,
     #[command(flatten)]
     pub run: KubeadmRunArgs,
+    #[command(flatten)]
+    pub trust: JoinTrustArgs,
+}
+
+#[derive(Args, Debug)]
+#[command(
+    long_about = "Set up the registry host's services, as podsec-create-services does, with \
+configuration files and drop-ins only (the packages' own files are not edited): \
+docker-registry serving registry.local on --address:--registry-port from --registry-storage \
+(its own configuration file and a systemd drop-in that starts the unit with it); nginx serving \
+--sigstore-dir as sigstore.local on --address:--sigstore-port with a JSON autoindex (the \
+other nodes list keys/ through it); and /etc/hosts binding registry.local sigstore.local to \
+--address. Every write is atomic and keeps a dated backup; a re-run changes nothing. Then \
+the units are enabled and started through systemctl (restarted when their configuration \
+changed).",
+    after_help = "Exit codes: 0 success; 1 an error (nothing half-written: each file is replaced whole)."
+)]
+pub struct ServicesArgs {
+    /// This host's address: both services listen on it and /etc/hosts binds the names to it.
+    #[arg(long, value_name = "IP")]
+    pub address: std::net::IpAddr,
+    /// docker-registry's port (registry.local; podsec: 80).
+    #[arg(long, value_name = "PORT", default_value_t = 80)]
+    pub registry_port: u16,
+    /// nginx's port (sigstore.local; podsec: 81).
+    #[arg(long, value_name = "PORT", default_value_t = 81)]
+    pub sigstore_port: u16,
+    /// The directory nginx serves (keys/ and sigstore/, as `load` writes them).
+    #[arg(long, value_name = "DIR", default_value = "/var/sigstore")]
+    pub sigstore_dir: PathBuf,
+    /// docker-registry's storage (podsec's registry volume, so existing images stay).
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/var/lib/containers/storage/volumes/registry/_data"
+    )]
+    pub registry_storage: PathBuf,
+    /// The docker-registry program the systemd drop-in starts.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/usr/bin/docker-registry",
+        hide_short_help = true
+    )]
+    pub registry_bin: PathBuf,
+    /// Write every file under DIR instead of / (tests, preparing an image).
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    pub root: PathBuf,
+    /// Show what would change; write and start nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Write the files, but leave enabling and starting the units to the admin.
+    #[arg(long)]
+    pub no_start: bool,
+    /// The systemctl program.
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "U7S_SYSTEMCTL",
+        default_value = "systemctl",
+        hide_short_help = true
+    )]
+    pub systemctl: PathBuf,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+#[command(
+    long_about = "Make this node trust the cluster's registry, as podsec-create-policy does on \
+the other nodes, but without trusting the network: the keys served at \
+<sigstore-url>/keys/ (listed through nginx's JSON autoindex) are untrusted input, and a key \
+is installed only when its fingerprint is one given with --fingerprint (printed by `load`, \
+written into the join commands by `init`). A fingerprint that is not served is refused and \
+no file changes. Then: the signedBy rule for --registry is merged into this node's own \
+policy.json (the served policy is never copied), registries.d reads signatures from \
+<sigstore-url>/sigstore/, a registries.conf.d drop-in lets the tools speak plain HTTP to \
+--registry, and with --address /etc/hosts binds registry.local sigstore.local. Every write \
+is atomic with a dated backup; a re-run changes nothing.",
+    after_help = "Exit codes: 0 success (with --check: the node trusts the registry); 1 an error, \
+a refused key, or (with --check) a file that would change."
+)]
+pub struct NodeTrustArgs {
+    /// Where the registry host serves keys/ and sigstore/.
+    #[arg(long, value_name = "URL", default_value = "http://sigstore.local:81")]
+    pub sigstore_url: String,
+    /// Fingerprint of the image-signing key to trust (repeatable; printed by `load`).
+    #[arg(long = "fingerprint", value_name = "FPR", required = true, action = clap::ArgAction::Append)]
+    pub fingerprints: Vec<String>,
+    /// The registry whose images must carry these signatures.
+    #[arg(long, value_name = "HOST[:PORT]", default_value = "registry.local")]
+    pub registry: String,
+    /// The registry host's address: binds registry.local sigstore.local in --hosts-file.
+    #[arg(long, value_name = "IP")]
+    pub address: Option<std::net::IpAddr>,
+    /// containers-policy.json to merge the signedBy rule into.
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/etc/containers/policy.json"
+    )]
+    pub policy: PathBuf,
+    /// containers-registries.d directory.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/etc/containers/registries.d"
+    )]
+    pub registries_d: PathBuf,
+    /// containers-registries.conf drop-in directory.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/etc/containers/registries.conf.d"
+    )]
+    pub registries_conf_d: PathBuf,
+    /// Where the trusted public keys are installed.
+    #[arg(long, value_name = "DIR", default_value = "/var/sigstore/keys")]
+    pub keys_dir: PathBuf,
+    /// The hosts file (with --address).
+    #[arg(long, value_name = "FILE", default_value = "/etc/hosts")]
+    pub hosts_file: PathBuf,
+    /// Verify that the node already trusts the served key; write nothing.
+    #[arg(long)]
+    pub check: bool,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The node's trust in the registry, checked (and with --setup-trust set up)
+/// before `join` calls kubeadm.
+#[derive(Args, Debug, Clone)]
+pub struct JoinTrustArgs {
+    /// Run `node-trust` first (needs --fingerprint): install the served key
+    /// whose fingerprint is given, merge the policy, registries.d, the
+    /// registries.conf.d drop-in, and /etc/hosts with --registry-address.
+    #[arg(long, requires = "fingerprints")]
+    pub setup_trust: bool,
+    /// Fingerprint of the image-signing key the node must trust (repeatable;
+    /// `init` writes it into the saved join commands).
+    #[arg(long = "fingerprint", value_name = "FPR", action = clap::ArgAction::Append)]
+    pub fingerprints: Vec<String>,
+    /// Where the registry host serves keys/ and sigstore/ (--setup-trust).
+    #[arg(long, value_name = "URL", default_value = "http://sigstore.local:81")]
+    pub sigstore_url: String,
+    /// The registry host's address, bound to registry.local sigstore.local in
+    /// --hosts-file (--setup-trust).
+    #[arg(long, value_name = "IP")]
+    pub registry_address: Option<std::net::IpAddr>,
+    /// containers-registries.conf drop-in directory (--setup-trust).
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/etc/containers/registries.conf.d",
+        hide_short_help = true
+    )]
+    pub registries_conf_d: PathBuf,
+    /// Where the trusted public keys are installed (--setup-trust).
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/var/sigstore/keys",
+        hide_short_help = true
+    )]
+    pub keys_dir: PathBuf,
+    /// The hosts file (--setup-trust with --registry-address).
+    #[arg(
+        long,
+        value_name = "FILE",
+        default_value = "/etc/hosts",
+        hide_short_help = true
+    )]
+    pub hosts_file: PathBuf,
 }
 
 impl From<CompressionArg> for u7s_bundle::bundle::Codec {

@@ -11,9 +11,11 @@ pub mod bundle;
 pub mod cache;
 pub mod delta;
 pub mod digest;
+pub mod edits;
 pub mod fsutil;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod hosts;
 pub mod interrupt;
 pub mod kubeadm;
 pub mod lock;
@@ -27,5 +29,6 @@ pub mod pull;
 pub mod push;
 pub mod reference;
 pub mod registry;
+pub mod services;
 pub mod sign;
 pub mod trust;

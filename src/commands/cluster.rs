@@ -17,6 +17,8 @@ use u7s_bundle::kubeadm::{
     self, shell_quote, ClusterSpec, JoinSpec, DEFAULT_POD_CIDR, DEFAULT_SERVICE_CIDR,
     JOIN_CONTROL_PLANE_FILE, JOIN_WORKER_FILE,
 };
+use u7s_bundle::policy_eval::HttpFetch;
+use u7s_bundle::trust::node::{self as trust_node, NodePaths, Setup};
 
 pub fn run_init(args: InitArgs) -> Result<()> {
     run(&args.select, &args.run, None)
@@ -63,6 +65,9 @@ pub fn run_join(args: JoinArgs) -> Result<()> {
         ca_cert_hash: args.discovery_token_ca_cert_hash.clone(),
         control_plane: certificate_key,
     };
+    if !args.run.print_config {
+        node_trust(&args)?;
+    }
     run(&args.select, &args.run, Some(join))
 }
 
@@ -75,6 +80,56 @@ fn secret(value: Option<&str>, file: Option<&Path>, flag: &str) -> Result<String
         }
         (None, None) => bail!("{flag} is missing"),
     }
+}
+
+/// A joining node must trust the registry before kubeadm pulls from it:
+/// `--setup-trust` runs node-trust first; then the node's policy must hold a
+/// signedBy rule for the registry (with the given fingerprints) and
+/// registries.d a lookaside for it. Preflight then verifies every image's
+/// signature through that lookaside.
+fn node_trust(args: &JoinArgs) -> Result<()> {
+    let t = &args.trust;
+    let paths = NodePaths {
+        policy: args.select.policy.clone(),
+        registries_d: args.select.registries_d.clone(),
+        registries_conf_d: t.registries_conf_d.clone(),
+        keys_dir: t.keys_dir.clone(),
+        hosts_file: t.hosts_file.clone(),
+    };
+    let registry = &args.select.registry;
+    if t.setup_trust {
+        let http = HttpFetch::new().context("starting the HTTP client")?;
+        let setup = Setup {
+            sigstore_url: &t.sigstore_url,
+            fingerprints: &t.fingerprints,
+            registry,
+            address: t.registry_address,
+            paths: &paths,
+        };
+        for c in trust_node::setup(&http, &setup, false)?.changes {
+            println!("{c}");
+        }
+    }
+    let problems = trust_node::local_problems(&paths, registry, &t.fingerprints);
+    if problems.is_empty() {
+        return Ok(());
+    }
+    for p in &problems {
+        eprintln!("u7s-bundle: {p}");
+    }
+    let fprs = if t.fingerprints.is_empty() {
+        " --fingerprint FPR".to_string()
+    } else {
+        t.fingerprints
+            .iter()
+            .map(|f| format!(" --fingerprint {}", shell_quote(f)))
+            .collect()
+    };
+    bail!(
+        "this node does not trust {registry}; kubeadm was not run. Fix: \
+         u7s-bundle node-trust --registry {registry}{fprs} --address <registry host's IP> \
+         (FPR: the fingerprint `u7s-bundle load` printed), or join again with --setup-trust{fprs}"
+    )
 }
 
 fn run(select: &ClusterSelectArgs, opts: &KubeadmRunArgs, join: Option<JoinSpec>) -> Result<()> {
@@ -294,6 +349,13 @@ fn u7s_join_command(select: &ClusterSelectArgs, sel: &Selection, kubeadm_line: &
     }
     if select.plain_http {
         out.push("--plain-http".into());
+    }
+    let fprs = trust_node::trusted_fingerprints(&select.policy, &select.registry);
+    if !fprs.is_empty() {
+        out.push("--setup-trust".into());
+    }
+    for f in fprs {
+        out.extend(["--fingerprint".into(), f]);
     }
     out.join(" ")
 }

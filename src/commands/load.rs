@@ -330,6 +330,11 @@ pub fn run(args: LoadArgs) -> Result<()> {
                 "every layer was already in the registry: the rest of the archive was not read"
             );
         }
+        println!(
+            "image-signing key fingerprint: {} (the other nodes: u7s-bundle node-trust --fingerprint {})",
+            signer.fingerprint(),
+            signer.fingerprint()
+        );
         match &signer_fpr {
             Some(f) => println!("bundle signed by {f}"),
             None => println!("bundle NOT signed (accepted with --allow-unsigned)"),

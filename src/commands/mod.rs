@@ -9,9 +9,11 @@ mod keygen;
 mod load;
 mod man;
 mod node;
+mod node_trust;
 mod plan;
 mod preflight;
 mod profiles;
+mod services;
 mod verify;
 
 use std::path::Path;
@@ -36,6 +38,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Init(a) => cluster::run_init(a),
         Command::Join(a) => cluster::run_join(a),
         Command::Man(a) => man::run(a),
+        Command::Services(a) => services::run(a),
+        Command::NodeTrust(a) => node_trust::run(a),
     }
 }
 

@@ -35,7 +35,7 @@ pub fn is_valid_key_name(name: &str) -> bool {
 
 /// Check that `bytes` is an OpenPGP *public* key (binary packets or ASCII
 /// armor), the forms GnuPG imports from a `keyPath` keyring.
-fn check_public_key(bytes: &[u8]) -> Result<(), KeyError> {
+pub(crate) fn check_public_key(bytes: &[u8]) -> Result<(), KeyError> {
     const SECRET: KeyError =
         KeyError::NotAPublicKey("refusing to install secret key material as a public key");
     let start = bytes

@@ -20,8 +20,10 @@
 //! layout) are those of containers/image as shipped in Debian bookworm and ALT;
 //! see `shared/notes/simple-signing.md`.
 
+pub mod insecure_registry;
 pub mod keys;
 pub mod lookaside;
+pub mod node;
 pub mod policy;
 pub mod registries_conf;
 pub mod registries_d;
