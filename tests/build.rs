@@ -515,7 +515,7 @@ fn verify_accepts_the_right_key_and_refuses_everything_else() {
         |n, d| vec![(n.to_string(), d)],
         vec![("amd64/../../etc/evil".into(), b"x".to_vec())],
     );
-    check_refused("escaping path", "not listed");
+    check_refused("escaping path", "never makes");
 
     // Unsigned: refused unless --allow-unsigned (then the content is still checked).
     rewrite(
