@@ -701,7 +701,7 @@ fn links_devices_and_directories_are_refused_at_load_before_any_push() {
         let needle = if what == "directory" {
             "" // named `<blob>/`: not listed in bundle.json
         } else {
-            "only regular files"
+            "regular files"
         };
         assert_refused(&out, needle, what);
         t.assert_untouched(what);
