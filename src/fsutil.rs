@@ -301,10 +301,12 @@ fn read_existing(path: &Path, mode: u32) -> io::Result<Option<(Vec<u8>, u32)>> {
     Ok(Some((fs::read(path)?, old_mode)))
 }
 
-/// A directory we write trust files into must be ours or root's, and no one
-/// else may write to it: otherwise another user could plant links or files
-/// between our checks and our writes. (Links to such a directory are
-/// followed: only its owner could have made them.)
+/// A directory we write trust files into must be ours or root's, and others
+/// may not write to it: otherwise any user could plant links or files between
+/// our checks and our writes. Group write is the owner's choice and is kept:
+/// podsec makes `/var/sigstore/sigstore` root:podman_dev 0775 so that the
+/// imagemaker can sign into it. (Links to such a directory are followed: only
+/// its owner could have made them.)
 pub fn check_dir(dir: &Path) -> io::Result<()> {
     use std::os::unix::fs::MetadataExt;
     let m = fs::metadata(dir)?;
@@ -314,15 +316,15 @@ pub fn check_dir(dir: &Path) -> io::Result<()> {
         "is not a directory"
     } else if m.uid() != 0 && m.uid() != me {
         "belongs to another user"
-    } else if m.mode() & 0o022 != 0 {
-        "is writable by group or others"
+    } else if m.mode() & 0o002 != 0 {
+        "is writable by others"
     } else {
         return Ok(());
     };
     Err(io::Error::new(
         io::ErrorKind::PermissionDenied,
         format!(
-            "{} {why} (mode {:o}): refused; make it owned by root and writable only by its owner",
+            "{} {why} (mode {:o}): refused; make it owned by root and not writable by others",
             dir.display(),
             m.mode() & 0o7777
         ),
@@ -472,6 +474,12 @@ mod tests {
             assert_eq!(r.unwrap_err().kind(), io::ErrorKind::PermissionDenied);
         }
         assert_eq!(fs::read_dir(&open).unwrap().count(), 0);
+
+        // Group write, as podsec sets the sigstore directory: accepted.
+        let shared = t.path().join("shared");
+        fs::create_dir(&shared).unwrap();
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o775)).unwrap();
+        write_atomic(&shared.join("a"), b"x", 0o644).unwrap();
     }
 
     fn mode_of(p: &Path) -> u32 {

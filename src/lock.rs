@@ -98,7 +98,7 @@ fn open_safely(path: &Path) -> Result<File, LockError> {
     }
     if m.mode() & 0o022 != 0 {
         return Err(unsafe_dir(format!(
-            "writable by others (mode {:o})",
+            "writable by group or others (mode {:o})",
             m.mode() & 0o7777
         )));
     }

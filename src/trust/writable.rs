@@ -69,8 +69,14 @@ fn deciding_dir(t: &Target<'_>) -> PathBuf {
 }
 
 /// `access(2)` with W_OK|X_OK: the kernel's answer for this process
-/// (permissions, read-only mounts), without creating anything.
+/// (permissions, read-only mounts), without creating anything. A deciding
+/// path that is not a directory (a file where a directory must be created)
+/// is refused first: root passes `access(2)` on most paths, but nothing can
+/// be created under a file.
 fn can_write(dir: &Path) -> Result<(), String> {
+    if !dir.is_dir() {
+        return Err("not a directory".into());
+    }
     let c = CString::new(dir.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
     // SAFETY: access(2) on a NUL-terminated path.
     if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } == 0 {
@@ -115,14 +121,20 @@ mod tests {
         };
         assert_eq!(deciding_dir(&t), d.path());
         assert!(check(&[t]).is_ok());
+        // A file where a directory must be: refused for root as for anyone.
+        let file = d.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        let lock = file.join("u7s/x.lock");
         let t = Target {
             option: "--lock-file",
-            path: Path::new("/proc/u7s/x.lock"),
+            path: &lock,
             is_file: true,
         };
         let e = check(&[t]).unwrap_err().to_string();
         assert!(
-            e.contains("--lock-file /proc/u7s/x.lock") && e.contains("run it as root"),
+            e.contains(&format!("--lock-file {}", lock.display()))
+                && e.contains("not a directory")
+                && e.contains("run it as root"),
             "{e}"
         );
     }
