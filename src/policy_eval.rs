@@ -368,14 +368,52 @@ const MAX_SIGNATURE: u64 = 4 << 20;
 
 impl HttpFetch {
     pub fn new() -> Result<HttpFetch, reqwest::Error> {
+        Self::build(None)
+    }
+
+    /// A client that reaches the host of `url` at `addr`, whatever the
+    /// resolver says. A fresh node learns the registry host's address from
+    /// `--address` and writes it to /etc/hosts only after the served keys
+    /// are checked (nothing is written before), so the name doesn't resolve
+    /// yet while they are fetched. The URL, and with it the Host header and
+    /// the port, stays as given.
+    pub fn resolving(url: &str, addr: std::net::IpAddr) -> Result<HttpFetch, reqwest::Error> {
+        let host = url::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_string));
+        Self::build(host.map(|h| (h, addr)))
+    }
+
+    fn build(resolve: Option<(String, std::net::IpAddr)>) -> Result<HttpFetch, reqwest::Error> {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::blocking::Client::builder()
+        let mut builder = reqwest::blocking::Client::builder()
             .user_agent(concat!("u7s-bundle/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(30))
-            .build()?;
-        Ok(HttpFetch { client })
+            .timeout(Duration::from_secs(30));
+        if let Some((host, addr)) = resolve {
+            // The port is taken from the URL (reqwest ignores this one).
+            builder = builder.resolve(&host, std::net::SocketAddr::new(addr, 0));
+        }
+        Ok(HttpFetch {
+            client: builder.build()?,
+        })
     }
+}
+
+/// reqwest's message with its causes: "error sending request" alone hides
+/// the one that helps ("failed to lookup address information").
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        cause = c.source();
+    }
+    s
 }
 
 impl Fetch for HttpFetch {
@@ -388,7 +426,7 @@ impl Fetch for HttpFetch {
             .client
             .get(url)
             .send()
-            .map_err(|e| err(e.to_string()))?;
+            .map_err(|e| err(with_causes(&e)))?;
         match resp.status() {
             reqwest::StatusCode::NOT_FOUND => Ok(None),
             reqwest::StatusCode::OK => {

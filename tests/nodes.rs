@@ -499,6 +499,52 @@ fn a_two_host_cluster_from_services_to_join_and_a_replaced_key_refused() {
         .unwrap()
         .contains("127.0.0.1 registry.local sigstore.local"));
 
+    // Node D is fresh: the sigstore name resolves only after node-trust has
+    // written --hosts-file, which it does only after the keys are checked, so
+    // the keys are fetched from --address directly. Without --address the
+    // error says why the fetch failed (the name does not resolve).
+    let d = w.join("D");
+    let dp = |rel: &str| d.join(rel).display().to_string();
+    let unresolved = format!("http://sigstore.invalid:{sig_port}");
+    let check_d = |address: &[&str]| {
+        let mut args = vec![
+            "node-trust".to_string(),
+            "--check".into(),
+            "--sigstore-url".into(),
+            unresolved.clone(),
+            "--fingerprint".into(),
+            fpr.clone(),
+            "--registry".into(),
+            registry.clone(),
+        ];
+        for (opt, rel) in [
+            ("--policy", "etc/containers/policy.json"),
+            ("--registries-d", "etc/containers/registries.d"),
+            ("--registries-conf-d", "etc/containers/registries.conf.d"),
+            ("--keys-dir", "var/sigstore/keys"),
+            ("--hosts-file", "etc/hosts"),
+        ] {
+            args.push(opt.into());
+            args.push(dp(rel));
+        }
+        args.extend(address.iter().map(|s| s.to_string()));
+        ub(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let served = check_d(&["--address", "127.0.0.1"]);
+    assert!(
+        text(&served).contains(&format!("served imagemaker.pgp {fpr}")),
+        "{}",
+        text(&served)
+    );
+    let unresolvable = check_d(&[]);
+    assert!(!unresolvable.status.success());
+    let err = String::from_utf8_lossy(&unresolvable.stderr);
+    assert!(
+        err.contains("sigstore.invalid") && err.contains("failed to lookup address"),
+        "{err}"
+    );
+    assert!(!d.exists(), "--check wrote");
+
     // skopeo with B's files pulls every image, signatures read through nginx.
     for name in SET {
         let dest = w.join("pulled").join(name.replace(['/', ':'], "_"));

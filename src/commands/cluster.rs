@@ -98,7 +98,11 @@ fn node_trust(args: &JoinArgs) -> Result<()> {
     };
     let registry = &args.select.registry;
     if t.setup_trust {
-        let http = HttpFetch::new().context("starting the HTTP client")?;
+        let http = match t.registry_address {
+            Some(addr) => HttpFetch::resolving(&t.sigstore_url, addr),
+            None => HttpFetch::new(),
+        }
+        .context("starting the HTTP client")?;
         let setup = Setup {
             sigstore_url: &t.sigstore_url,
             fingerprints: &t.fingerprints,

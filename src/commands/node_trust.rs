@@ -23,7 +23,11 @@ pub fn run(args: NodeTrustArgs) -> Result<()> {
         address: args.address,
         paths: &paths,
     };
-    let http = HttpFetch::new().context("starting the HTTP client")?;
+    let http = match args.address {
+        Some(addr) => HttpFetch::resolving(&args.sigstore_url, addr),
+        None => HttpFetch::new(),
+    }
+    .context("starting the HTTP client")?;
     let out = node::setup(&http, &setup, args.check)?;
     let changes: Vec<String> = out.changes.iter().map(|c| c.to_string()).collect();
     if args.json {
