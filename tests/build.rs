@@ -392,9 +392,10 @@ fn verify_accepts_the_right_key_and_refuses_everything_else() {
     );
     assert!(stdout_ok(&out).contains(&b.fpr), "names the signer");
 
-    // Another key: refused, exit 3, names the signer's fingerprint.
+    // Another key: refused, exit 3, names the signer's fingerprint, the
+    // fingerprints that are trusted and where they were read from.
     let other = b.work.path().join("other");
-    keygen(home, &other, "Other <other@example.org>");
+    let other_fpr = keygen(home, &other, "Other <other@example.org>");
     let out = ub(
         home,
         &[
@@ -415,9 +416,25 @@ fn verify_accepts_the_right_key_and_refuses_everything_else() {
         err.contains(&b.fpr.to_uppercase()[24..]),
         "error names the signing key: {err}"
     );
-    // No key at all.
-    let out = ub(home, &["verify", a]);
+    let trusted_dir = home.join("etc/u7s-bundle/trusted.d");
+    let keyring_path = other.with_extension("pgp");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.to_uppercase().contains(&other_fpr.to_uppercase())
+            && err.contains(&keyring_path.display().to_string()),
+        "error lists the trusted keys and their sources: {err}"
+    );
+    // No key at all: names the trusted directory actually used.
+    let out = ub(
+        home,
+        &["verify", a, "--trusted-dir", trusted_dir.to_str().unwrap()],
+    );
     assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&trusted_dir.display().to_string()),
+        "error names the trusted directory: {err}"
+    );
 
     let k = good_key.to_str().unwrap();
     let bad = b.work.path().join("bad.u7s.tar.xz");

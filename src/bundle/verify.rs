@@ -4,6 +4,8 @@
 
 use crate::bundle::BundleManifest;
 use crate::oci::{self, Index};
+use std::path::PathBuf;
+
 use crate::sign::{self, SignError};
 
 /// Why a bundle is not to be trusted. Every variant is a verification failure
@@ -13,8 +15,14 @@ use crate::sign::{self, SignError};
 pub enum VerifyError {
     #[error("the bundle is not signed; give --allow-unsigned to accept it anyway")]
     Unsigned,
-    #[error("the bundle is signed by {issuer}, but no trusted key was given: pass --keyring FILE or put the key in /etc/u7s-bundle/trusted.d/")]
-    NoTrustedKey { issuer: String },
+    #[error("the bundle is signed by {issuer}, but no trusted key was found in {sources}: pass --keyring FILE or put the builder's public key there")]
+    NoTrustedKey { issuer: String, sources: String },
+    #[error("the bundle is signed by unknown key {issuer}; trusted are {trusted} (read from {sources}): put the builder's public key there or pass --keyring FILE")]
+    UnknownKey {
+        issuer: String,
+        trusted: String,
+        sources: String,
+    },
     #[error(transparent)]
     Signature(#[from] SignError),
     #[error("index.json: {0}")]
@@ -37,24 +45,70 @@ impl VerifyError {
     }
 }
 
+/// Who may vouch for a bundle or a volume index.
+pub struct Trust<'a> {
+    pub keyring: &'a [sequoia_openpgp::Cert],
+    /// Where the keyring was read from (`--keyring` files, the trusted
+    /// directory): a refusal names them, so that the admin knows where the
+    /// builder's key has to go.
+    pub sources: &'a [PathBuf],
+    pub allow_unsigned: bool,
+}
+
+impl Trust<'_> {
+    /// The trusted fingerprints, for a message ("none" when empty).
+    pub fn fingerprints(&self) -> String {
+        let fprs: Vec<String> = self
+            .keyring
+            .iter()
+            .map(|c| c.fingerprint().to_hex())
+            .collect();
+        if fprs.is_empty() {
+            "none".into()
+        } else {
+            fprs.join(", ")
+        }
+    }
+
+    /// The keyring's sources, for a message.
+    pub fn sources(&self) -> String {
+        let s: Vec<String> = self
+            .sources
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        if s.is_empty() {
+            "no keyring".into()
+        } else {
+            s.join(", ")
+        }
+    }
+}
+
 /// The signature decision: Some(fingerprint) when signed by a trusted key,
 /// None when unsigned and that is allowed, an error otherwise.
 pub fn check_signature(
     raw: &[u8],
     sig: Option<&[u8]>,
-    keyring: &[sequoia_openpgp::Cert],
-    allow_unsigned: bool,
+    trust: &Trust<'_>,
 ) -> Result<Option<String>, VerifyError> {
     match sig {
-        None if allow_unsigned => Ok(None),
+        None if trust.allow_unsigned => Ok(None),
         None => Err(VerifyError::Unsigned),
-        Some(s) if keyring.is_empty() => Err(VerifyError::NoTrustedKey {
+        Some(s) if trust.keyring.is_empty() => Err(VerifyError::NoTrustedKey {
             issuer: sign::detached::issuer_fingerprint(s)
                 .unwrap_or_else(|| "an unknown key".into()),
+            sources: trust.sources(),
         }),
-        Some(s) => Ok(Some(
-            sign::detached::verify_detached(keyring, raw, s)?.fingerprint,
-        )),
+        Some(s) => match sign::detached::verify_detached(trust.keyring, raw, s) {
+            Ok(v) => Ok(Some(v.fingerprint)),
+            Err(SignError::UnknownKey { issuer }) => Err(VerifyError::UnknownKey {
+                issuer,
+                trusted: trust.fingerprints(),
+                sources: trust.sources(),
+            }),
+            Err(e) => Err(e.into()),
+        },
     }
 }
 

@@ -82,8 +82,15 @@ pub enum VolumeError {
     },
     #[error("the volume index {0} is not signed; give --allow-unsigned to accept it anyway")]
     Unsigned(PathBuf),
-    #[error("the volume index {path} is signed, but no trusted key was given: pass --keyring FILE or put the key in /etc/u7s-bundle/trusted.d/")]
-    NoKeys { path: PathBuf },
+    #[error("the volume index {path} is signed, but no trusted key was found in {sources}: pass --keyring FILE or put the builder's public key there")]
+    NoKeys { path: PathBuf, sources: String },
+    #[error("the volume index {path} is signed by unknown key {issuer}; trusted are {trusted} (read from {sources}): put the builder's public key there or pass --keyring FILE")]
+    UnknownKey {
+        path: PathBuf,
+        issuer: String,
+        trusted: String,
+        sources: String,
+    },
     #[error("the signature of the volume index {path}: {source}")]
     Signature {
         path: PathBuf,
@@ -106,11 +113,7 @@ impl VolumeError {
 /// offered before) and returns once it should be there.
 pub type Prompt = Box<dyn FnMut(usize, usize, Option<&VolumeError>) -> io::Result<()>>;
 
-/// Who may vouch for a volume index.
-pub struct Trust<'a> {
-    pub keyring: &'a [sequoia_openpgp::Cert],
-    pub allow_unsigned: bool,
-}
+pub use crate::bundle::verify::Trust;
 
 /// `4G`, `700M`, `fat32`, or a number of bytes.
 pub fn parse_size(s: &str) -> Result<u64, VolumeError> {
@@ -480,10 +483,24 @@ impl VolumeSet {
         match &self.signature {
             None if trust.allow_unsigned => Ok(None),
             None => Err(VolumeError::Unsigned(path)),
-            Some(_) if trust.keyring.is_empty() => Err(VolumeError::NoKeys { path }),
-            Some(sig) => crate::sign::detached::verify_detached(trust.keyring, &self.raw, sig)
-                .map(|v| Some(v.fingerprint))
-                .map_err(|source| VolumeError::Signature { path, source }),
+            Some(_) if trust.keyring.is_empty() => Err(VolumeError::NoKeys {
+                path,
+                sources: trust.sources(),
+            }),
+            Some(sig) => {
+                match crate::sign::detached::verify_detached(trust.keyring, &self.raw, sig) {
+                    Ok(v) => Ok(Some(v.fingerprint)),
+                    Err(crate::sign::SignError::UnknownKey { issuer }) => {
+                        Err(VolumeError::UnknownKey {
+                            path,
+                            issuer,
+                            trusted: trust.fingerprints(),
+                            sources: trust.sources(),
+                        })
+                    }
+                    Err(source) => Err(VolumeError::Signature { path, source }),
+                }
+            }
         }
     }
 

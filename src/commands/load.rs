@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use serde_json::json;
 
-use super::{print_json, registry_client, trusted_keys, Exit};
+use super::{print_json, registry_client, trust_sources, trusted_keys, Exit};
 use crate::cli::LoadArgs;
 use u7s_bundle::bundle::model::BlobKind;
 use u7s_bundle::bundle::reader::{self, Entry};
@@ -94,13 +94,15 @@ pub fn run(args: LoadArgs) -> Result<()> {
     let legacy_names = !args.no_legacy_names;
     let layer_compression = LayerCompression::from(args.layer_compression);
     let task = progress.bytes_task("Verifying and pushing", None);
+    let sources = trust_sources(&args.trust);
+    let trust = volumes::Trust {
+        keyring: &keyring,
+        sources: &sources,
+        allow_unsigned: args.trust.allow_unsigned,
+    };
     let mut input = if legacy_archive {
         None
     } else {
-        let trust = volumes::Trust {
-            keyring: &keyring,
-            allow_unsigned: args.trust.allow_unsigned,
-        };
         let prompt = args.wait_for_volumes.then(volumes::terminal_prompt);
         Some(
             volumes::Input::open(&args.archive, prompt, Some(&trust))
@@ -110,12 +112,7 @@ pub fn run(args: LoadArgs) -> Result<()> {
     let volume_json = input.as_ref().and_then(volumes::Input::bundle_json_digest);
     let check_header = |h: &reader::Header| -> Result<(), reader::BoxError> {
         volumes::check_bundle_json(volume_json.as_ref(), &h.raw_manifest)?;
-        signer_fpr = check_signature(
-            &h.raw_manifest,
-            h.signature.as_deref(),
-            &keyring,
-            args.trust.allow_unsigned,
-        )?;
+        signer_fpr = check_signature(&h.raw_manifest, h.signature.as_deref(), &trust)?;
         u7s_bundle::platform::check_bundle_arch(&h.manifest.arch, args.arch.as_deref())
             .map_err(|why| Box::new(Exit::Verification(why)) as reader::BoxError)?;
         let mut m = h.manifest.clone();

@@ -219,7 +219,15 @@ pub fn image_set(profiles: &Profiles, select: &SelectArgs) -> Result<ImageSet> {
     )?)
 }
 
-/// Trusted keys: --keyring files plus every *.pgp in the trusted directory.
+/// Where [`trusted_keys`] reads: the --keyring files, then the trusted
+/// directory (named in every refusal).
+pub fn trust_sources(args: &TrustArgs) -> Vec<std::path::PathBuf> {
+    let mut s = args.keyrings.clone();
+    s.push(args.trusted_dir.clone());
+    s
+}
+
+/// Trusted keys: --keyring files plus every key file in the trusted directory.
 pub fn trusted_keys(args: &TrustArgs) -> Result<Vec<sequoia_openpgp::Cert>> {
     let mut certs =
         u7s_bundle::sign::keys::load_keyring(&args.keyrings).context("reading --keyring")?;

@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde_json::json;
 
-use super::{print_json, trusted_keys, Exit};
+use super::{print_json, trust_sources, trusted_keys, Exit};
 use crate::cli::VerifyArgs;
 use u7s_bundle::bundle::reader::{self, Entry};
 use u7s_bundle::bundle::verify::{check_layout, check_signature};
@@ -15,8 +15,10 @@ use u7s_bundle::bundle::volumes;
 
 pub fn run(args: VerifyArgs) -> Result<()> {
     let keyring = trusted_keys(&args.trust)?;
+    let sources = trust_sources(&args.trust);
     let trust = volumes::Trust {
         keyring: &keyring,
+        sources: &sources,
         allow_unsigned: args.trust.allow_unsigned,
     };
     if let Some(index) = &args.volumes {
@@ -32,12 +34,7 @@ pub fn run(args: VerifyArgs) -> Result<()> {
         &mut input,
         |h| {
             volumes::check_bundle_json(volume_json.as_ref(), &h.raw_manifest)?;
-            signer = check_signature(
-                &h.raw_manifest,
-                h.signature.as_deref(),
-                &keyring,
-                args.trust.allow_unsigned,
-            )?;
+            signer = check_signature(&h.raw_manifest, h.signature.as_deref(), &trust)?;
             Ok(())
         },
         |_, entry| {
