@@ -44,6 +44,15 @@ pub enum PullError {
         found: String,
         expected: String,
     },
+    /// A digest pinned on a multi-arch index: a bundle carries one
+    /// architecture, and a registry refuses an index whose other manifests
+    /// it doesn't hold, so that digest could never be pulled on the target.
+    #[error("{image} is a multi-arch index, and a bundle holds one architecture ({arch}): that digest cannot exist on the target registry. Pin the {arch} manifest instead: {pin}")]
+    PinnedIndex {
+        image: String,
+        arch: String,
+        pin: String,
+    },
     #[error("cache: {0}")]
     Cache(#[from] io::Error),
     #[error("interrupted")]
@@ -112,6 +121,18 @@ pub fn resolve(
         ),
         Fetched::Index(index) => {
             let d = oci::select_platform(&index, arch, variant).map_err(oci_err)?;
+            if preserve && source.digest.is_some() {
+                let pin = Reference {
+                    tag: None,
+                    digest: Some(d.digest.clone()),
+                    ..source.clone()
+                };
+                return Err(PullError::PinnedIndex {
+                    image,
+                    arch: arch.to_string(),
+                    pin: pin.to_string(),
+                });
+            }
             let child = client
                 .get_manifest(&source.repository, &d.digest.to_string())
                 .map_err(reg)?;

@@ -572,10 +572,20 @@ fn zstd_docker_types_extra_image_and_preserved_digests() {
     let index_digest = pinned["tools/helper:v1"].clone();
     let home = tempfile::tempdir().unwrap();
     let out_dir = work.path().join("b");
-    let extra = format!("{}/tools/helper@{index_digest}=c10f/helper:v1", src.addr);
-    let out = ub(
-        home.path(),
-        &[
+    let amd64_of = |reference: &str| -> String {
+        let idx: Value = serde_json::from_slice(&src.manifest(reference).unwrap()).unwrap();
+        idx["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["platform"]["architecture"] == "amd64")
+            .unwrap()["digest"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let build = |extras: &[String]| {
+        let mut args: Vec<&str> = vec![
             "build",
             "--platform",
             "c10f",
@@ -588,14 +598,36 @@ fn zstd_docker_types_extra_image_and_preserved_digests() {
             "--plain-http",
             "--compression",
             "zstd",
-            "--extra-image",
-            &extra,
             "--output",
             out_dir.to_str().unwrap(),
             "--jobs",
             "3",
-        ],
+        ];
+        for e in extras {
+            args.extend(["--extra-image", e]);
+        }
+        ub(home.path(), &args)
+    };
+    // A pinned multi-arch index can't exist on the target (one architecture
+    // in the bundle): refused at build time, offering the amd64 pin.
+    let helper_amd64 = amd64_of(&format!("tools/helper@{index_digest}"));
+    let out = build(&[format!(
+        "{}/tools/helper@{index_digest}=c10f/helper:v1",
+        src.addr
+    )]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("multi-arch index")
+            && err.contains(&format!("{}/tools/helper@{helper_amd64}", src.addr)),
+        "{err}"
     );
+    // Pinned per-arch manifests: an OCI one and a Docker one, byte for byte.
+    let etcd_amd64 = amd64_of("c10f/etcd:3.5.6-0");
+    let out = build(&[
+        format!("{}/tools/helper@{helper_amd64}=c10f/helper:v1", src.addr),
+        format!("{}/c10f/etcd@{etcd_amd64}=c10f/pinned-etcd:v1", src.addr),
+    ]);
     let path = stdout_ok(&out);
     assert!(
         path.trim().ends_with("c10f-v1.26.9-amd64.u7s.tar.zst"),
@@ -615,23 +647,26 @@ fn zstd_docker_types_extra_image_and_preserved_digests() {
         .find(|i| i["name"] == "c10f/helper:v1")
         .expect("extra image");
     assert_eq!(helper["preserved"], true);
-    // Preserved: the bundle's manifest is the source's amd64 manifest, byte for byte.
-    let raw = src
-        .manifest(&format!("tools/helper@{index_digest}"))
-        .unwrap();
-    let idx: Value = serde_json::from_slice(&raw).unwrap();
-    let amd = idx["manifests"]
+    // Preserved: the bundle's manifest is the pinned amd64 manifest, byte for byte.
+    assert_eq!(helper["digest"], helper_amd64.as_str());
+    let pinned_etcd = info["images"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|m| m["platform"]["architecture"] == "amd64")
-        .unwrap();
-    assert_eq!(helper["digest"], amd["digest"]);
+        .find(|i| i["name"] == "c10f/pinned-etcd:v1")
+        .expect("pinned Docker image");
+    assert_eq!(pinned_etcd["digest"], etcd_amd64.as_str());
+    // verify names the image that only u7s-bundle reads.
     let out = ub(
         home.path(),
         &["verify", archive.to_str().unwrap(), "--allow-unsigned"],
     );
-    assert!(stdout_ok(&out).contains("UNSIGNED"));
+    let text = stdout_ok(&out);
+    assert!(text.contains("UNSIGNED"), "{text}");
+    assert!(
+        text.contains("readable only by u7s-bundle") && text.contains("c10f/pinned-etcd:v1"),
+        "{text}"
+    );
     // Docker-typed sources are stored as OCI manifests with the same config.
     let x = work.path().join("x");
     fs::create_dir_all(&x).unwrap();
@@ -652,6 +687,29 @@ fn zstd_docker_types_extra_image_and_preserved_digests() {
     ]);
     let cfg: Value = serde_json::from_str(&stdout_ok(&out)).unwrap();
     assert_eq!(cfg["architecture"], "amd64");
+    // skopeo reads every image the layout names; the Docker one isn't named.
+    let index: Value =
+        serde_json::from_slice(&fs::read(x.join("amd64/index.json")).unwrap()).unwrap();
+    let names: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            m["annotations"]["org.opencontainers.image.ref.name"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    assert!(names.contains(&"c10f/helper:v1"), "{names:?}");
+    assert!(!names.contains(&"c10f/pinned-etcd:v1"), "{names:?}");
+    for name in names {
+        let out = skopeo([
+            "inspect",
+            "--raw",
+            &format!("oci:{}:{name}", x.join("amd64").display()),
+        ]);
+        assert_success(&out, &format!("skopeo inspect oci:…:{name}"));
+    }
 }
 
 #[test]

@@ -172,17 +172,24 @@ pub fn assemble(
         let size = m_bytes.len() as u64
             + img.config_bytes.len() as u64
             + layer_descs.iter().map(|l| l.size).sum::<u64>();
-        index_entries.push(Descriptor {
-            media_type: m_type.clone(),
-            digest: m_digest.clone(),
-            size: m_bytes.len() as u64,
-            platform: Some(Platform {
-                architecture: info.arch.clone(),
-                os: "linux".into(),
-                variant: info.variant.clone(),
-            }),
-            annotations: BTreeMap::from([(oci::REF_NAME_ANNOTATION.to_string(), img.name.clone())]),
-        });
+        // A Docker manifest kept byte for byte stays out of index.json (see
+        // `ImageEntry::in_layout`).
+        if m_type == oci::OCI_MANIFEST {
+            index_entries.push(Descriptor {
+                media_type: m_type.clone(),
+                digest: m_digest.clone(),
+                size: m_bytes.len() as u64,
+                platform: Some(Platform {
+                    architecture: info.arch.clone(),
+                    os: "linux".into(),
+                    variant: info.variant.clone(),
+                }),
+                annotations: BTreeMap::from([(
+                    oci::REF_NAME_ANNOTATION.to_string(),
+                    img.name.clone(),
+                )]),
+            });
+        }
         entries.push(ImageEntry {
             name: img.name.clone(),
             role: img.role.clone(),

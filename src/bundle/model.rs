@@ -150,6 +150,14 @@ impl ImageEntry {
         // Validated in `BundleManifest::validate`.
         Reference::parse(&self.name).expect("validated image name")
     }
+
+    /// Is the image named in the OCI layout's index.json? Only OCI manifests
+    /// are: skopeo's `oci:` reader does not see a Docker-typed descriptor and
+    /// umoci refuses one, so a Docker manifest kept byte for byte (a pinned
+    /// digest) is listed in bundle.json alone, and pushed from there.
+    pub fn in_layout(&self) -> bool {
+        self.manifest_media_type == crate::oci::OCI_MANIFEST
+    }
 }
 
 /// Characters allowed in the names that become path components (`arch`, platform).

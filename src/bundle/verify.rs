@@ -27,7 +27,7 @@ pub enum VerifyError {
     Signature(#[from] SignError),
     #[error("index.json: {0}")]
     IndexJson(serde_json::Error),
-    #[error("index.json lists {index} images, bundle.json {bundle}")]
+    #[error("index.json lists {index} images, bundle.json {bundle} in OCI format")]
     ImageCount { index: usize, bundle: usize },
     #[error("index.json entry {name:?} does not match image {image} of bundle.json")]
     Mismatch { name: Option<String>, image: String },
@@ -112,16 +112,19 @@ pub fn check_signature(
     }
 }
 
-/// index.json must name exactly the images of bundle.json, with the same digests.
+/// index.json must name exactly the images of bundle.json that are in the
+/// layout ([`ImageEntry::in_layout`](crate::bundle::model::ImageEntry::in_layout)),
+/// in order, with the same digests.
 pub fn check_layout(m: &BundleManifest, index_json: &[u8]) -> Result<(), VerifyError> {
     let index: Index = serde_json::from_slice(index_json).map_err(VerifyError::IndexJson)?;
-    if index.manifests.len() != m.images.len() {
+    let in_layout: Vec<_> = m.images.iter().filter(|i| i.in_layout()).collect();
+    if index.manifests.len() != in_layout.len() {
         return Err(VerifyError::ImageCount {
             index: index.manifests.len(),
-            bundle: m.images.len(),
+            bundle: in_layout.len(),
         });
     }
-    for (d, img) in index.manifests.iter().zip(&m.images) {
+    for (d, img) in index.manifests.iter().zip(in_layout) {
         let name = d.annotations.get(oci::REF_NAME_ANNOTATION);
         if name != Some(&img.name) || d.digest != img.manifest {
             return Err(VerifyError::Mismatch {

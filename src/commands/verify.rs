@@ -69,6 +69,14 @@ pub fn run(args: VerifyArgs) -> Result<()> {
         .map_err(|why| Exit::Verification(format!("{}: {why}", args.archive.display())))?;
 
     let m = &header.manifest;
+    // Docker manifests kept byte for byte are pushed by us but are not in the
+    // OCI layout: `skopeo copy oci:…` and umoci don't see them.
+    let outside_layout: Vec<&str> = m
+        .images
+        .iter()
+        .filter(|i| !i.in_layout())
+        .map(|i| i.name.as_str())
+        .collect();
     if args.json {
         print_json(&json!({
             "archive": args.archive,
@@ -80,6 +88,7 @@ pub fn run(args: VerifyArgs) -> Result<()> {
             "arch": m.arch,
             "images": m.images.len(),
             "blobs": blobs,
+            "outside_layout": outside_layout,
         }));
     } else if !args.quiet {
         match &signer {
@@ -89,6 +98,12 @@ pub fn run(args: VerifyArgs) -> Result<()> {
                 args.archive.display(),
                 m.images.len()
             ),
+        }
+        if !outside_layout.is_empty() {
+            println!(
+                "readable only by u7s-bundle (Docker format, kept out of the OCI layout): {}",
+                outside_layout.join(", ")
+            );
         }
     }
     Ok(())
