@@ -58,9 +58,39 @@ pub enum Command {
     Services(ServicesArgs),
     /// Make another node trust the registry (served keys checked by fingerprint).
     NodeTrust(NodeTrustArgs),
+    /// Print the shell completion script for bash, zsh or fish.
+    #[command(after_help = "EXAMPLES:\n  \
+u7s-bundle completions bash > /etc/bash_completion.d/u7s-bundle\n  \
+u7s-bundle completions zsh > /usr/share/zsh/site-functions/_u7s-bundle\n  \
+u7s-bundle completions fish > /usr/share/fish/vendor_completions.d/u7s-bundle.fish")]
+    Completions(CompletionsArgs),
     /// Write the manual pages (u7s-bundle.1, u7s-bundle-<command>.1) into a directory.
     #[command(hide = true)]
     Man(ManArgs),
+}
+
+impl Command {
+    /// Whether the command was asked for JSON output: its failures are then
+    /// a JSON document on stdout too.
+    pub fn json(&self) -> bool {
+        match self {
+            Command::Profiles(a) => a.json,
+            Command::Plan(a) => a.json,
+            Command::Build(a) => a.json,
+            Command::Inspect(a) => a.json,
+            Command::Verify(a) => a.json,
+            Command::Load(a) => a.json,
+            Command::Inventory(a) => a.json,
+            Command::Preflight(a) => a.json,
+            Command::Services(a) => a.json,
+            Command::NodeTrust(a) => a.json,
+            Command::Keygen(_)
+            | Command::Init(_)
+            | Command::Join(_)
+            | Command::Completions(_)
+            | Command::Man(_) => false,
+        }
+    }
 }
 
 /// How to reach a registry.
@@ -430,6 +460,31 @@ pub struct LoadArgs {
     /// No progress output.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// The shells `completions` writes scripts for.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: CompletionShell,
+}
+
+impl From<CompletionShell> for clap_complete::Shell {
+    fn from(s: CompletionShell) -> Self {
+        match s {
+            CompletionShell::Bash => Self::Bash,
+            CompletionShell::Zsh => Self::Zsh,
+            CompletionShell::Fish => Self::Fish,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
