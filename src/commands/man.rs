@@ -219,12 +219,15 @@ fn exit_status(r: &mut Roff) {
     r.control("SH", ["EXIT STATUS"]);
     for (code, text) in [
         ("0", "Success."),
-        ("1", "Failure: a registry that does not answer, a missing file, a refused write, an existing archive without --force."),
+        ("1", "Failure: a missing or unreadable file, a registry that does not answer, an existing archive \
+               without --force, keygen finding the key files already there, an unusable signing key (a wrong \
+               or missing passphrase, a public key as --sign-key, no GnuPG key for --sign-by), a failed \
+               preflight check (init and join then do not run the wrapper)."),
         ("2", "Usage error: an unknown option, a missing or conflicting argument."),
         ("3", "Verification failed: the bundle is not signed (without --allow-unsigned), signed by a key that is not trusted, \
-               its signature is bad, a digest or size does not match bundle.json, or the archive is malformed, truncated or \
-               carries an entry that bundle.json does not list. Nothing is pushed that was not verified. \
-               At present also: an unusable signing key or passphrase."),
+               its signature is bad, a digest or size does not match bundle.json, or the archive is malformed, truncated, \
+               not a bundle at all, or carries an entry that bundle.json does not list. Nothing is pushed that was not verified."),
+        ("N", "init, join: the wrapper failed with status N, passed through."),
         ("130, 143", "Interrupted by SIGINT (Ctrl-C) or SIGTERM."),
     ] {
         item(r, vec![bold(code)], text);
