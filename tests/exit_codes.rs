@@ -249,9 +249,15 @@ impl Site {
             if line.contains("Fetching") {
                 break;
             }
-            assert!(Instant::now() < deadline, "the build never started fetching");
+            assert!(
+                Instant::now() < deadline,
+                "the build never started fetching"
+            );
         }
-        assert!(seen.contains("Fetching"), "the build ended before fetching: {seen}");
+        assert!(
+            seen.contains("Fetching"),
+            "the build ended before fetching: {seen}"
+        );
         std::thread::sleep(Duration::from_millis(300));
         // SAFETY: kill(2) of our own child.
         assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
@@ -330,14 +336,20 @@ fn every_documented_exit_code_is_what_the_program_returns() {
     assert!(rows.len() >= 10, "too few rows: {rows:?}");
     let ru = table("docs/ru/reference.md", "Коды завершения");
     let codes = |t: &[(String, String)]| t.iter().map(|r| r.0.clone()).collect::<Vec<_>>();
-    assert_eq!(codes(&ru), codes(&rows), "the Russian table lists other codes");
+    assert_eq!(
+        codes(&ru),
+        codes(&rows),
+        "the Russian table lists other codes"
+    );
 
     let site = Site::new();
     let mut wrong = Vec::new();
     for (code, case) in &rows {
         let expected = match code.as_str() {
             "N" => WRAPPER_EXIT,
-            n => n.parse().unwrap_or_else(|_| panic!("code {n:?} in row {case:?}")),
+            n => n
+                .parse()
+                .unwrap_or_else(|_| panic!("code {n:?} in row {case:?}")),
         };
         let got = site
             .run_case(case)
@@ -346,5 +358,9 @@ fn every_documented_exit_code_is_what_the_program_returns() {
             wrong.push(format!("{case:?}: documented {code}, got {got:?}"));
         }
     }
-    assert!(wrong.is_empty(), "exit codes differ from the table:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "exit codes differ from the table:\n{}",
+        wrong.join("\n")
+    );
 }
