@@ -11,7 +11,10 @@
 # target directory of its own (target/release-217) and runs niced: it takes
 # about 11 minutes of CPU on 2 cores.
 #
-# Needs: zig (`pip install ziglang==0.13.0`, run as `python3 -m ziglang`),
+# Needs: zig 0.14.1 (`pip install ziglang==0.14.1`, run as `python3 -m ziglang`;
+# 0.13's glibc stubs give environ and stderr one address, so the copy
+# relocation of stderr that Debian's non-PIC libgmp.a needs made environ an
+# alias of it, and nettle's constructor crashed in getenv at startup),
 # cargo-zigbuild (`cargo install --locked cargo-zigbuild`), the Rust std of each
 # target (`rustup target add aarch64-unknown-linux-gnu`), Debian's nettle-dev and
 # libgmp-dev for that architecture (their .a files and headers), libclang-dev.
@@ -42,8 +45,9 @@ die() { echo "release.sh: $*" >&2; exit 1; }
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
 [[ -n $version ]] || die "no version in Cargo.toml"
 
-python3 -m ziglang version >/dev/null 2>&1 ||
-    die "zig is missing: pip install ziglang==0.13.0"
+ZIG_VERSION=0.14.1
+zig=$(python3 -m ziglang version 2>/dev/null) || die "zig is missing: pip install ziglang==$ZIG_VERSION"
+[[ $zig == "$ZIG_VERSION" ]] || die "zig $zig found, $ZIG_VERSION needed: pip install ziglang==$ZIG_VERSION"
 command -v cargo-zigbuild >/dev/null ||
     die "cargo-zigbuild is missing: cargo install --locked cargo-zigbuild"
 

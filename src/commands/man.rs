@@ -243,6 +243,11 @@ fn environment(r: &mut Roff) {
         ("XDG_CACHE_HOME", "The build cache is ${XDG_CACHE_HOME}/u7s-bundle (else ~/.cache/u7s-bundle) unless --cache-dir is given."),
         ("SOURCE_DATE_EPOCH", "build: the creation time written into bundle.json and the tar entries (reproducible builds)."),
         ("GNUPGHOME", "load --sign-by: the GnuPG home directory of the signing key (gpg's default: ~/.gnupg)."),
+        ("U7S_READ_TIMEOUT", "Default of --read-timeout (plan, build, load, inventory): seconds of registry silence before a retry; 0 waits forever."),
+        ("U7S_STATE_DIR", "Default of --state-dir (load, preflight, init, join): /var/lib/u7s-bundle."),
+        ("U7S_KUBEADM", "Default of --kubeadm (preflight, init, join): podsec's rootless kubeadm wrapper."),
+        ("U7S_PLATFORM", "preflight, init, join: the host's platform when --platform is not given (podsec's override of /etc/os-release)."),
+        ("U7S_SYSTEMCTL", "Default of --systemctl (services)."),
     ] {
         item(r, vec![bold(var)], text);
     }
@@ -261,6 +266,10 @@ fn files(r: &mut Roff) {
         ("/etc/containers/registries.conf.d/u7s-bundle.conf", "load marks a plain-HTTP registry insecure = true there, unless registries.conf already does; --registries-conf-d."),
         ("~/.cache/u7s-bundle/", "Build cache of downloaded layers, checked before reuse; --cache-dir."),
         ("bundles/", "Default output directory of build: <platform>-<version>-<arch>.u7s.tar.xz (or .tar.zst); --output."),
+        ("/run/u7s-bundle.lock", "Lock file held by a running load (it holds the pid); a second load waits; --lock-file."),
+        ("/var/lib/u7s-bundle/last-bundle.json", "State file: the platform, kubernetes version and flannel tag the last load put in \
+           the registry; preflight, init and join default to them; --state-dir."),
+        ("/var/lib/u7s-bundle/join-worker.sh, join-control-plane.sh", "The kubeadm join commands init saved (mode 0600: they hold secrets); --state-dir."),
     ] {
         item(r, vec![italic(path)], text);
     }
