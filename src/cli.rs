@@ -152,6 +152,7 @@ pub struct SelectArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "EXAMPLES:\n  u7s-bundle profiles\n  u7s-bundle profiles --json")]
 pub struct ProfilesArgs {
     /// Machine-readable output.
     #[arg(long)]
@@ -162,6 +163,9 @@ pub struct ProfilesArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(
+    after_help = "EXAMPLES:\n  u7s-bundle plan --platform c10f --kube-version v1.26.9 --arch amd64\n  u7s-bundle plan --platform p11 --resolve --json"
+)]
 pub struct PlanArgs {
     #[command(flatten)]
     pub select: SelectArgs,
@@ -200,6 +204,9 @@ pub enum LayerCompressionArg {
 }
 
 #[derive(Args, Debug)]
+#[command(
+    after_help = "EXAMPLES:\n  u7s-bundle keygen --uid 'Image Builder <builder@example.org>' --output keys/builder\n  u7s-bundle build --platform c10f --kube-version v1.26.9 --arch amd64 --sign-key keys/builder.key\n  u7s-bundle build --platform c10f --compression zstd --volume-size fat32 --sign-key keys/builder.key"
+)]
 pub struct BuildArgs {
     #[command(flatten)]
     pub select: SelectArgs,
@@ -271,6 +278,7 @@ pub struct BuildArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "EXAMPLES:\n  u7s-bundle inventory --output registry-inventory.json")]
 pub struct InventoryArgs {
     /// The registry to list. registry.local is spoken to over plain HTTP.
     #[arg(long, value_name = "HOST[:PORT]", default_value = "registry.local")]
@@ -286,6 +294,7 @@ pub struct InventoryArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "EXAMPLES:\n  u7s-bundle inspect bundles/c10f-v1.26.9-amd64.u7s.tar.xz")]
 pub struct InspectArgs {
     /// The bundle (.u7s.tar.xz / .u7s.tar.zst), or the volume index
     /// (.u7s.volumes.json) or first volume (.001) of a split one.
@@ -316,6 +325,9 @@ pub struct TrustArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(
+    after_help = "EXAMPLES:\n  u7s-bundle verify c10f-v1.26.9-amd64.u7s.tar.xz --keyring builder.pgp\n  u7s-bundle verify /media/usb/c10f-v1.26.9-amd64.u7s.tar.xz.002 --volumes c10f-v1.26.9-amd64.u7s.volumes.json"
+)]
 pub struct VerifyArgs {
     /// The bundle (.u7s.tar.xz / .u7s.tar.zst), or the volume index
     /// (.u7s.volumes.json) or first volume (.001) of a split one; with
@@ -337,6 +349,9 @@ pub struct VerifyArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(
+    after_help = "EXAMPLES:\n  u7s-bundle keygen --uid 'Image Maker <imagemaker@example.org>' --output /root/keys/imagemaker"
+)]
 pub struct KeygenArgs {
     /// User ID, e.g. 'Image Builder <builder@example.org>'.
     #[arg(long)]
@@ -350,6 +365,9 @@ pub struct KeygenArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(
+    after_help = "EXAMPLES:\n  u7s-bundle load c10f-v1.26.9-amd64.u7s.tar.xz --sign-by imagemaker@example.org\n  u7s-bundle load c10f-v1.26.9-amd64.u7s.tar.xz --sign-key /root/keys/imagemaker.key --dry-run --json"
+)]
 pub struct LoadArgs {
     /// The bundle (.u7s.tar.xz / .u7s.tar.zst), the volume index
     /// (.u7s.volumes.json) or first volume (.001) of a split one, or a legacy
