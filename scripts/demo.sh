@@ -9,12 +9,22 @@
 #     with the written policy, as CRI-O would.
 #
 # Everything lives under .demo/ (trust files included; nothing in /etc is
-# touched). Usage: scripts/demo.sh [--keep]   (--keep leaves the registries up)
+# touched). Usage: scripts/demo.sh [--keep] [--binary PATH]
+#   --keep         leave the registries up
+#   --binary PATH  run this u7s-bundle instead of building one (the release
+#                  binary, as scripts/check-release.sh does)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 demo=$root/.demo
-keep=${1:-}
+keep= ub=
+while (($#)); do
+    case $1 in
+    --keep) keep=--keep; shift ;;
+    --binary) ub=$(realpath "$2"); shift 2 ;;
+    *) echo "demo.sh: unknown argument: $1" >&2; exit 2 ;;
+    esac
+done
 
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
@@ -22,9 +32,12 @@ step "installing build and test dependencies (apt, only what is missing)"
 scripts/install-deps.sh
 [[ -d $HOME/.cargo/bin ]] && export PATH="$HOME/.cargo/bin:$PATH"
 
-step "building u7s-bundle (release)"
-cargo build --release --locked
-ub=$root/target/release/u7s-bundle
+if [[ -z $ub ]]; then
+    step "building u7s-bundle (release)"
+    cargo build --release --locked
+    ub=$root/target/release/u7s-bundle
+fi
+step "using $ub ($("$ub" --version))"
 
 cleanup() {
     if [[ $keep != --keep ]]; then

@@ -13,12 +13,15 @@ RUST_MIN=1.85 # Cargo.toml rust-version
 # throwaway CA for the TLS registry tests), apache2-utils (htpasswd, for the
 # basic-auth registry tests), podman + uidmap + iproute2 (the cluster's view:
 # tests/common/host.rs pulls with podman inside a network namespace),
-# nginx-light (sigstore.local as `services` configures it, in tests/nodes.rs).
+# nginx-light (sigstore.local as `services` configures it, in tests/nodes.rs),
+# rpm (rpmbuild: packaging/rpm/build.sh, tests/rpm.rs), binutils (objdump:
+# scripts/check-release.sh).
 PACKAGES=(
     docker-registry skopeo gnupg
     nettle-dev pkg-config libclang-dev gcc libc6-dev
     python3 xz-utils zstd ca-certificates openssl apache2-utils
     podman uidmap iproute2 nginx-light
+    rpm binutils
 )
 
 log() { printf '\n==> %s\n' "$*"; }

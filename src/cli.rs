@@ -58,9 +58,39 @@ pub enum Command {
     Services(ServicesArgs),
     /// Make another node trust the registry (served keys checked by fingerprint).
     NodeTrust(NodeTrustArgs),
+    /// Print the shell completion script for bash, zsh or fish.
+    #[command(after_help = "EXAMPLES:\n  \
+u7s-bundle completions bash > /etc/bash_completion.d/u7s-bundle\n  \
+u7s-bundle completions zsh > /usr/share/zsh/site-functions/_u7s-bundle\n  \
+u7s-bundle completions fish > /usr/share/fish/vendor_completions.d/u7s-bundle.fish")]
+    Completions(CompletionsArgs),
     /// Write the manual pages (u7s-bundle.1, u7s-bundle-<command>.1) into a directory.
     #[command(hide = true)]
     Man(ManArgs),
+}
+
+impl Command {
+    /// Whether the command was asked for JSON output: its failures are then
+    /// a JSON document on stdout too.
+    pub fn json(&self) -> bool {
+        match self {
+            Command::Profiles(a) => a.json,
+            Command::Plan(a) => a.json,
+            Command::Build(a) => a.json,
+            Command::Inspect(a) => a.json,
+            Command::Verify(a) => a.json,
+            Command::Load(a) => a.json,
+            Command::Inventory(a) => a.json,
+            Command::Preflight(a) => a.json,
+            Command::Services(a) => a.json,
+            Command::NodeTrust(a) => a.json,
+            Command::Keygen(_)
+            | Command::Init(_)
+            | Command::Join(_)
+            | Command::Completions(_)
+            | Command::Man(_) => false,
+        }
+    }
 }
 
 /// How to reach a registry.
@@ -122,6 +152,7 @@ pub struct SelectArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "EXAMPLES:\n  u7s-bundle profiles\n  u7s-bundle profiles --json")]
 pub struct ProfilesArgs {
     /// Machine-readable output.
     #[arg(long)]
@@ -132,6 +163,9 @@ pub struct ProfilesArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(
+    after_help = "EXAMPLES:\n  u7s-bundle plan --platform c10f --kube-version v1.26.9 --arch amd64\n  u7s-bundle plan --platform p11 --resolve --json"
+)]
 pub struct PlanArgs {
     #[command(flatten)]
     pub select: SelectArgs,
@@ -170,6 +204,9 @@ pub enum LayerCompressionArg {
 }
 
 #[derive(Args, Debug)]
+#[command(
+    after_help = "EXAMPLES:\n  u7s-bundle keygen --uid 'Image Builder <builder@example.org>' --output keys/builder\n  u7s-bundle build --platform c10f --kube-version v1.26.9 --arch amd64 --sign-key keys/builder.key\n  u7s-bundle build --platform c10f --compression zstd --volume-size fat32 --sign-key keys/builder.key"
+)]
 pub struct BuildArgs {
     #[command(flatten)]
     pub select: SelectArgs,
@@ -241,6 +278,7 @@ pub struct BuildArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "EXAMPLES:\n  u7s-bundle inventory --output registry-inventory.json")]
 pub struct InventoryArgs {
     /// The registry to list. registry.local is spoken to over plain HTTP.
     #[arg(long, value_name = "HOST[:PORT]", default_value = "registry.local")]
@@ -256,6 +294,7 @@ pub struct InventoryArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "EXAMPLES:\n  u7s-bundle inspect bundles/c10f-v1.26.9-amd64.u7s.tar.xz")]
 pub struct InspectArgs {
     /// The bundle (.u7s.tar.xz / .u7s.tar.zst), or the volume index
     /// (.u7s.volumes.json) or first volume (.001) of a split one.
@@ -286,6 +325,9 @@ pub struct TrustArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(
+    after_help = "EXAMPLES:\n  u7s-bundle verify c10f-v1.26.9-amd64.u7s.tar.xz --keyring builder.pgp\n  u7s-bundle verify /media/usb/c10f-v1.26.9-amd64.u7s.tar.xz.002 --volumes c10f-v1.26.9-amd64.u7s.volumes.json"
+)]
 pub struct VerifyArgs {
     /// The bundle (.u7s.tar.xz / .u7s.tar.zst), or the volume index
     /// (.u7s.volumes.json) or first volume (.001) of a split one; with
@@ -307,6 +349,9 @@ pub struct VerifyArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(
+    after_help = "EXAMPLES:\n  u7s-bundle keygen --uid 'Image Maker <imagemaker@example.org>' --output /root/keys/imagemaker"
+)]
 pub struct KeygenArgs {
     /// User ID, e.g. 'Image Builder <builder@example.org>'.
     #[arg(long)]
@@ -320,6 +365,9 @@ pub struct KeygenArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(
+    after_help = "EXAMPLES:\n  u7s-bundle load c10f-v1.26.9-amd64.u7s.tar.xz --sign-by imagemaker@example.org\n  u7s-bundle load c10f-v1.26.9-amd64.u7s.tar.xz --sign-key /root/keys/imagemaker.key --dry-run --json"
+)]
 pub struct LoadArgs {
     /// The bundle (.u7s.tar.xz / .u7s.tar.zst), the volume index
     /// (.u7s.volumes.json) or first volume (.001) of a split one, or a legacy
@@ -430,6 +478,31 @@ pub struct LoadArgs {
     /// No progress output.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// The shells `completions` writes scripts for.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: CompletionShell,
+}
+
+impl From<CompletionShell> for clap_complete::Shell {
+    fn from(s: CompletionShell) -> Self {
+        match s {
+            CompletionShell::Bash => Self::Bash,
+            CompletionShell::Zsh => Self::Zsh,
+            CompletionShell::Fish => Self::Fish,
+        }
+    }
 }
 
 #[derive(Args, Debug)]

@@ -25,14 +25,8 @@ fn main() {
         }
         default_hook(info)
     }));
-    let cli = cli::Cli::parse();
-    let code = match commands::run(cli) {
-        Ok(()) => 0,
-        Err(err) => {
-            let code = commands::exit_code(&err);
-            eprintln!("u7s-bundle: error: {}", commands::error_message(&err));
-            code
-        }
-    };
+    let cli = cli::Cli::try_parse().unwrap_or_else(|e| commands::usage_error(e));
+    let json = cli.command.json();
+    let code = commands::finish(commands::run(cli), json);
     std::process::exit(code);
 }

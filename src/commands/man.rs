@@ -219,12 +219,15 @@ fn exit_status(r: &mut Roff) {
     r.control("SH", ["EXIT STATUS"]);
     for (code, text) in [
         ("0", "Success."),
-        ("1", "Failure: a registry that does not answer, a missing file, a refused write, an existing archive without --force."),
+        ("1", "Failure: a missing or unreadable file, a registry that does not answer, an existing archive \
+               without --force, keygen finding the key files already there, an unusable signing key (a wrong \
+               or missing passphrase, a public key as --sign-key, no GnuPG key for --sign-by), a failed \
+               preflight check (init and join then do not run the wrapper)."),
         ("2", "Usage error: an unknown option, a missing or conflicting argument."),
         ("3", "Verification failed: the bundle is not signed (without --allow-unsigned), signed by a key that is not trusted, \
-               its signature is bad, a digest or size does not match bundle.json, or the archive is malformed, truncated or \
-               carries an entry that bundle.json does not list. Nothing is pushed that was not verified. \
-               At present also: an unusable signing key or passphrase."),
+               its signature is bad, a digest or size does not match bundle.json, or the archive is malformed, truncated, \
+               not a bundle at all, or carries an entry that bundle.json does not list. Nothing is pushed that was not verified."),
+        ("N", "init, join: the wrapper failed with status N, passed through."),
         ("130, 143", "Interrupted by SIGINT (Ctrl-C) or SIGTERM."),
     ] {
         item(r, vec![bold(code)], text);
@@ -240,6 +243,11 @@ fn environment(r: &mut Roff) {
         ("XDG_CACHE_HOME", "The build cache is ${XDG_CACHE_HOME}/u7s-bundle (else ~/.cache/u7s-bundle) unless --cache-dir is given."),
         ("SOURCE_DATE_EPOCH", "build: the creation time written into bundle.json and the tar entries (reproducible builds)."),
         ("GNUPGHOME", "load --sign-by: the GnuPG home directory of the signing key (gpg's default: ~/.gnupg)."),
+        ("U7S_READ_TIMEOUT", "Default of --read-timeout (plan, build, load, inventory): seconds of registry silence before a retry; 0 waits forever."),
+        ("U7S_STATE_DIR", "Default of --state-dir (load, preflight, init, join): /var/lib/u7s-bundle."),
+        ("U7S_KUBEADM", "Default of --kubeadm (preflight, init, join): podsec's rootless kubeadm wrapper."),
+        ("U7S_PLATFORM", "preflight, init, join: the host's platform when --platform is not given (podsec's override of /etc/os-release)."),
+        ("U7S_SYSTEMCTL", "Default of --systemctl (services)."),
     ] {
         item(r, vec![bold(var)], text);
     }
@@ -258,6 +266,10 @@ fn files(r: &mut Roff) {
         ("/etc/containers/registries.conf.d/u7s-bundle.conf", "load marks a plain-HTTP registry insecure = true there, unless registries.conf already does; --registries-conf-d."),
         ("~/.cache/u7s-bundle/", "Build cache of downloaded layers, checked before reuse; --cache-dir."),
         ("bundles/", "Default output directory of build: <platform>-<version>-<arch>.u7s.tar.xz (or .tar.zst); --output."),
+        ("/run/u7s-bundle.lock", "Lock file held by a running load (it holds the pid); a second load waits; --lock-file."),
+        ("/var/lib/u7s-bundle/last-bundle.json", "State file: the platform, kubernetes version and flannel tag the last load put in \
+           the registry; preflight, init and join default to them; --state-dir."),
+        ("/var/lib/u7s-bundle/join-worker.sh, join-control-plane.sh", "The kubeadm join commands init saved (mode 0600: they hold secrets); --state-dir."),
     ] {
         item(r, vec![italic(path)], text);
     }

@@ -3,6 +3,7 @@
 
 mod build;
 mod cluster;
+mod completions;
 mod inspect;
 mod inventory;
 mod keygen;
@@ -37,6 +38,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Preflight(a) => preflight::run(a),
         Command::Init(a) => cluster::run_init(a),
         Command::Join(a) => cluster::run_join(a),
+        Command::Completions(a) => completions::run(a),
         Command::Man(a) => man::run(a),
         Command::Services(a) => services::run(a),
         Command::NodeTrust(a) => node_trust::run(a),
@@ -238,8 +240,76 @@ pub fn trusted_keys(args: &TrustArgs) -> Result<Vec<sequoia_openpgp::Cert>> {
     Ok(certs)
 }
 
+/// The command's JSON document (`--json`), held until the command has
+/// finished: the edge (`finish`) prints exactly one document, and a command
+/// that fails after reporting (preflight's failed checks, `node-trust
+/// --check`) gets `ok`, `error` and `exit_code` added to its report instead
+/// of a second document.
+static DOCUMENT: std::sync::Mutex<Option<serde_json::Value>> = std::sync::Mutex::new(None);
+
+/// Print `v` as the command's JSON document, when the command has finished.
 pub fn print_json(v: &serde_json::Value) {
+    *DOCUMENT.lock().unwrap_or_else(|e| e.into_inner()) = Some(v.clone());
+}
+
+fn print_document(v: &serde_json::Value) {
     println!("{}", serde_json::to_string_pretty(v).expect("serializable"));
+}
+
+/// The edge: the command's result becomes its exit code, its error is
+/// printed on stderr, and with `--json` one JSON document goes to stdout
+/// whatever happened — `ok: true` added to the command's report, or on
+/// failure `{ok: false, error, exit_code}` (merged into the report, if the
+/// command made one).
+pub fn finish(result: Result<()>, json: bool) -> i32 {
+    let doc = DOCUMENT.lock().unwrap_or_else(|e| e.into_inner()).take();
+    match result {
+        Ok(()) => {
+            if let Some(mut doc) = doc {
+                if let Some(o) = doc.as_object_mut() {
+                    o.entry("ok").or_insert(true.into());
+                }
+                print_document(&doc);
+            }
+            0
+        }
+        Err(err) => {
+            let code = exit_code(&err);
+            let msg = error_message(&err);
+            eprintln!("u7s-bundle: error: {msg}");
+            if json {
+                print_failure(doc, &msg, code);
+            }
+            code
+        }
+    }
+}
+
+/// `{ok: false, error, exit_code}`, into `report` when it is an object.
+fn print_failure(report: Option<serde_json::Value>, error: &str, code: i32) {
+    let mut doc = report
+        .filter(serde_json::Value::is_object)
+        .unwrap_or_else(|| serde_json::json!({}));
+    doc["ok"] = false.into();
+    doc["error"] = error.into();
+    doc["exit_code"] = code.into();
+    print_document(&doc);
+}
+
+/// A command line clap refused (exit 2): with `--json` among the arguments,
+/// the failure is a JSON document too, then clap prints its usage message.
+/// `--help` and `--version` are not failures and print as usual.
+pub fn usage_error(err: clap::Error) -> ! {
+    let json = std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json");
+    if err.use_stderr() && json {
+        let text = err.render().to_string();
+        let first = text.lines().next().unwrap_or_default();
+        print_failure(None, first.trim_start_matches("error: "), err.exit_code());
+    }
+    err.exit()
 }
 
 /// Human-readable byte count.
