@@ -44,10 +44,13 @@ pub const VARIABLES: [(&str, &str); 6] = [
     ("U7S_SETAVAILABLEIMAGES", "--set-available-images"),
 ];
 
+/// How a variable is read: the process environment, or a map in tests.
+type Lookup<'a> = Box<dyn Fn(&str) -> Option<String> + 'a>;
+
 /// Reads variables through `lookup` (the process environment, or a map in
 /// tests) and keeps the list of the ones taken.
 pub struct PodsecEnv<'a> {
-    lookup: Box<dyn Fn(&str) -> Option<String> + 'a>,
+    lookup: Lookup<'a>,
     pub used: Vec<EnvValue>,
 }
 
