@@ -34,16 +34,6 @@ pub enum EnvError {
     },
 }
 
-/// The variables podsec reads, with the option each one stands for.
-pub const VARIABLES: [(&str, &str); 6] = [
-    ("U7S_PLATFORM", "--platform"),
-    ("U7S_KUBEVERSION", "--kube-version"),
-    ("U7S_REGISTRY", "--source / --registry"),
-    ("U7S_FLANNEL_TAG", "--flannel-tag"),
-    ("U7S_FLANNELCNIPLUGIN_TAG", "--flannel-cni-plugin-tag"),
-    ("U7S_SETAVAILABLEIMAGES", "--set-available-images"),
-];
-
 /// How a variable is read: the process environment, or a map in tests.
 type Lookup<'a> = Box<dyn Fn(&str) -> Option<String> + 'a>;
 
