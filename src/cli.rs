@@ -125,25 +125,49 @@ pub struct RegistryArgs {
     pub read_timeout: u64,
 }
 
-/// Which image set.
+/// Which image set. Each option marked [env: U7S_…] takes podsec's variable
+/// when not given; the command says so when it does.
 #[derive(Args, Debug, Clone)]
 pub struct SelectArgs {
     /// Platform or alias: c10f (k8s-c10f2, k8s-c10f1), p10 (k8s-p10), p11, sisyphus, alt.
+    /// [env: U7S_PLATFORM]
     #[arg(long, value_name = "P")]
-    pub platform: String,
-    /// Kubernetes version (v1.26.9 or 1.26.9); default: the newest the profile
-    /// knows. For --platform alt (base images): the ALT branch (p10, p11, …).
+    pub platform: Option<String>,
+    /// Kubernetes version (v1.26.9 or 1.26.9); default: `plan` the newest the
+    /// profile knows, `build` the newest kube-apiserver tag on the source registry
+    /// that the profile knows. For --platform alt (base images): the ALT branch
+    /// (p10, p11, …). [env: U7S_KUBEVERSION]
     #[arg(long, value_name = "V")]
     pub kube_version: Option<String>,
+    /// The kubeadm package version on the target hosts (repeatable: the bundle
+    /// carries the union, for a fleet with mixed patches). pause and coredns are
+    /// that kubeadm's, etcd its entry for the target minor; default: the
+    /// kubernetes version.
+    #[arg(long = "kubeadm-version", value_name = "V", action = clap::ArgAction::Append)]
+    pub kubeadm_versions: Vec<String>,
+    /// The output of `kubeadm config images list --kubernetes-version V
+    /// --image-repository R` on a target host: the exact kubeadm images.
+    #[arg(long, value_name = "FILE", conflicts_with = "kubeadm_versions")]
+    pub kubeadm_images: Option<PathBuf>,
     /// Architecture: amd64, arm64, arm, ppc64le, 386 (arm/v7 for a variant); default: the host's.
     #[arg(long, value_name = "A")]
     pub arch: Option<String>,
-    /// Flannel tag (the flannel-cni-plugin tag follows from it).
-    #[arg(long, value_name = "TAG", env = "U7S_FLANNEL_TAG")]
+    /// Flannel tag: which of podsec's kube-flannel manifests the cluster applies;
+    /// the images carried are the ones that manifest deploys. [env: U7S_FLANNEL_TAG]
+    #[arg(long, value_name = "TAG")]
     pub flannel_tag: Option<String>,
-    /// When the profile does not know the version, take the newest tag of the same
-    /// minor on the source registry (sorted as versions), like podsec's
-    /// U7S_SETAVAILABLEIMAGES=yes.
+    /// Read the flannel images from this kube-flannel.yml (e.g. the target
+    /// host's /etc/podsec/u7s/manifests/kube-flannel/<maj>/<min>/<patch>/kube-flannel.yml)
+    /// instead of the profile's table of podsec's manifests.
+    #[arg(long, value_name = "FILE")]
+    pub flannel_manifest: Option<PathBuf>,
+    /// A flannel-cni-plugin tag podsec lists besides the one the manifest
+    /// deploys: carried too (the manifest's stays). [env: U7S_FLANNELCNIPLUGIN_TAG]
+    #[arg(long, value_name = "TAG")]
+    pub flannel_cni_plugin_tag: Option<String>,
+    /// When the source lacks a tag, take the newest tag of the same minor there
+    /// (sorted as versions), like podsec's U7S_SETAVAILABLEIMAGES=yes.
+    /// [env: U7S_SETAVAILABLEIMAGES=yes]
     #[arg(long)]
     pub set_available_images: bool,
     /// Read profiles from this directory instead of the built-in ones.
@@ -169,13 +193,11 @@ pub struct ProfilesArgs {
 pub struct PlanArgs {
     #[command(flatten)]
     pub select: SelectArgs,
-    /// Source registry.
-    #[arg(
-        long,
-        value_name = "HOST[:PORT]",
-        default_value = "registry.altlinux.org"
-    )]
-    pub source: String,
+    /// Source registry [default: registry.altlinux.org] [env: U7S_REGISTRY;
+    /// set but empty is refused: podsec's upstream registry.k8s.io images are
+    /// not ALT's].
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub source: Option<String>,
     /// Ask the source registry for each image's digest and size.
     #[arg(long)]
     pub resolve: bool,
@@ -210,13 +232,11 @@ pub enum LayerCompressionArg {
 pub struct BuildArgs {
     #[command(flatten)]
     pub select: SelectArgs,
-    /// Source registry.
-    #[arg(
-        long,
-        value_name = "HOST[:PORT]",
-        default_value = "registry.altlinux.org"
-    )]
-    pub source: String,
+    /// Source registry [default: registry.altlinux.org] [env: U7S_REGISTRY;
+    /// set but empty is refused: podsec's upstream registry.k8s.io images are
+    /// not ALT's].
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub source: Option<String>,
     #[command(flatten)]
     pub registry: RegistryArgs,
     /// Outer compression: xz (smallest) or zstd (much faster to build and load).
@@ -528,15 +548,30 @@ pub struct ClusterSelectArgs {
     #[arg(long, value_name = "P")]
     pub platform: Option<String>,
     /// Kubernetes version (v1.26.9); default: that of the last bundle loaded on
-    /// this host (<state-dir>/last-bundle.json).
+    /// this host (<state-dir>/last-bundle.json). [env: U7S_KUBEVERSION]
     #[arg(long, value_name = "V")]
     pub kube_version: Option<String>,
     /// Architecture (amd64, arm64, arm, ppc64le, 386); default: the host's.
     #[arg(long, value_name = "A")]
     pub arch: Option<String>,
     /// Flannel tag; default: the last bundle's, else the profile's.
-    #[arg(long, value_name = "TAG", env = "U7S_FLANNEL_TAG")]
+    /// [env: U7S_FLANNEL_TAG]
+    #[arg(long, value_name = "TAG")]
     pub flannel_tag: Option<String>,
+    /// The kubeadm that will run (podsec's wrapper runs /usr/bin/kubeadm):
+    /// preflight asks it `config images list` and checks the images it names;
+    /// without it, the profile's set is checked.
+    #[arg(long, value_name = "PATH", default_value = "/usr/bin/kubeadm")]
+    pub kubeadm_bin: PathBuf,
+    /// podsec's kube-flannel manifests on this host (<DIR>/<maj>/<min>/<patch>/kube-flannel.yml):
+    /// the flannel images checked are the ones the manifest for the flannel tag deploys.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/etc/podsec/u7s/manifests/kube-flannel",
+        hide_short_help = true
+    )]
+    pub flannel_manifests: PathBuf,
     /// Take the image set from this bundle's bundle.json instead of the profiles
     /// (only bundle.json is read; the registry's signatures are what is trusted).
     #[arg(long, value_name = "ARCHIVE", conflicts_with_all = ["platform", "kube_version", "flannel_tag"])]

@@ -22,6 +22,7 @@ pub mod lock;
 pub mod oci;
 pub mod plan;
 pub mod platform;
+pub mod podsec_env;
 pub mod policy_eval;
 pub mod profile;
 pub mod progress;

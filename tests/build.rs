@@ -21,7 +21,7 @@ const SET_1_26_9: [&str; 9] = [
     "c10f/pause:3.9",
     "c10f/etcd:3.5.6-0",
     "c10f/flannel:v0.26.7",
-    "c10f/flannel-cni-plugin:v1.6.2-flannel1",
+    "c10f/flannel-cni-plugin:v1.7.1-flannel1",
 ];
 
 fn ub(home: &Path, args: &[&str]) -> Output {
@@ -932,4 +932,70 @@ fn base_image_bundle_for_the_alt_platform() {
         .map(|i| i["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["alt/alt:p11", "alt/distroless-base:p11"]);
+}
+
+/// Without --kube-version, build takes the newest kube-apiserver tag on the
+/// source that the profile knows (v1.26.9 here, not the profile's default and
+/// not the unknown v1.26.99); a set the source lacks is refused naming every
+/// missing image with the nearest tags there and --set-available-images.
+#[test]
+fn build_takes_the_newest_known_version_on_the_source_and_names_all_missing() {
+    let src = Registry::start();
+    let work = tempfile::tempdir().unwrap();
+    let mut refs = SET_1_26_9.to_vec();
+    refs.push("c10f/kube-apiserver:v1.26.99");
+    make_fixtures(&work.path().join("layout"), &refs, Some(&src));
+    let home = tempfile::tempdir().unwrap();
+    let out_dir = work.path().join("bundles");
+    let build = |extra: &[&str]| {
+        let mut args = vec![
+            "build",
+            "--platform",
+            "c10f",
+            "--arch",
+            "amd64",
+            "--source",
+            &src.addr,
+            "--plain-http",
+            "--compression",
+            "zstd",
+            "--output",
+            out_dir.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        ub(home.path(), &args)
+    };
+    let out = build(&[]);
+    let printed = stdout_ok(&out);
+    assert!(
+        printed.trim().ends_with("c10f-v1.26.9-amd64.u7s.tar.zst"),
+        "{printed}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("kubernetes v1.26.9: the newest"),
+        "{stderr}"
+    );
+
+    // v1.26.10's kube-* and its kubeadm's etcd 3.5.9-0 are not there: all named.
+    let out = build(&["--kube-version", "v1.26.10"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("5 image(s) of the set are not on"),
+        "{stderr}"
+    );
+    for name in [
+        "c10f/kube-apiserver:v1.26.10",
+        "c10f/kube-proxy:v1.26.10",
+        "c10f/etcd:3.5.9-0",
+    ] {
+        assert!(stderr.contains(name), "{name}: {stderr}");
+    }
+    assert!(
+        stderr.contains("nearest there: v1.26.9, v1.26.99"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nearest there: 3.5.6-0"), "{stderr}");
+    assert!(stderr.contains("--set-available-images"), "{stderr}");
 }

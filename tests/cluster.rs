@@ -25,7 +25,7 @@ const SET: [&str; 9] = [
     "c10f/pause:3.9",
     "c10f/etcd:3.5.6-0",
     "c10f/flannel:v0.26.7",
-    "c10f/flannel-cni-plugin:v1.6.2-flannel1",
+    "c10f/flannel-cni-plugin:v1.7.1-flannel1",
 ];
 
 const TOKEN: &str = "abcdef.0123456789abcdef";
@@ -402,7 +402,7 @@ fn preflight_init_join_on_a_loaded_registry_agree_with_skopeo() {
         "U7S_PLATFORM=c10f".into(),
         "U7S_KUBEVERSION=v1.26.9".into(),
         "U7S_FLANNEL_TAG=v0.26.7".into(),
-        "U7S_FLANNELCNIPLUGIN_TAG=v1.6.2-flannel1".into(),
+        "U7S_FLANNELCNIPLUGIN_TAG=v1.7.1-flannel1".into(),
     ] {
         assert!(env.contains(&want), "{want} not in {env:?}");
     }
@@ -883,4 +883,115 @@ impl Drop for HttpDir {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// preflight asks the host's own kubeadm (the stand-in, answering as a given
+/// kubeadm release) and podsec's kube-flannel manifest on the host, and names
+/// what the registry lacks with the build option that carries it.
+#[test]
+fn preflight_checks_what_the_hosts_kubeadm_and_flannel_manifest_pull() {
+    let s = Site::new();
+    let policy = s.policy();
+    let rd = s.registries_d();
+    let manifests = s.p("podsec-manifests");
+    let preflight = |kubeadm_version: &str, extra: &[&str]| {
+        let kubeadm_bin = s.kubeadm.display().to_string();
+        let manifests = manifests.display().to_string();
+        let mut cmd = vec![
+            "preflight",
+            "--json",
+            "--platform",
+            "c10f",
+            "--kube-version",
+            "v1.26.9",
+            "--arch",
+            "amd64",
+            "--kubeadm-bin",
+            &kubeadm_bin,
+            "--flannel-manifests",
+            &manifests,
+        ];
+        cmd.extend(extra);
+        let out = s.run(
+            &cmd,
+            &policy,
+            &rd,
+            &[("STANDIN_KUBEADM_VERSION", kubeadm_version)],
+        );
+        let v: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("preflight --json: {e}\n{}", text(&out)));
+        (out.status.success(), v)
+    };
+    let check = |v: &Value, name: &str| -> Value {
+        v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == name)
+            .unwrap_or_else(|| panic!("no {name} check in {v:#}"))
+            .clone()
+    };
+    // kubeadm 1.26.9 on the host, no podsec manifest: the loaded set is what it pulls.
+    let (ok, v) = preflight("v1.26.9", &[]);
+    assert!(ok, "{v:#}");
+    assert_eq!(check(&v, "kubeadm images")["status"], "ok", "{v:#}");
+    assert_eq!(check(&v, "flannel manifest")["status"], "skipped", "{v:#}");
+
+    // kubeadm 1.26.15 asked for v1.26.9 wants etcd 3.5.10-0, which the bundle lacks.
+    let (ok, v) = preflight("v1.26.15", &[]);
+    assert!(!ok, "{v:#}");
+    let failed: Vec<&Value> = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{v:#}");
+    assert!(
+        failed[0]["image"]
+            .as_str()
+            .unwrap()
+            .ends_with("c10f/etcd:3.5.10-0"),
+        "{v:#}"
+    );
+    assert!(
+        failed[0]["fix"]
+            .as_str()
+            .unwrap()
+            .contains("--kubeadm-version v1.26.15"),
+        "{v:#}"
+    );
+
+    // podsec's manifest on the host deploys another cni plugin than the bundle's.
+    let dir = manifests.join("0/26/7");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(
+        dir.join("kube-flannel.yml"),
+        "kind: DaemonSet\nspec:\n  template:\n    spec:\n      initContainers:\n      \
+         - image: registry.altlinux.org/c10f/flannel-cni-plugin:v1.6.2-flannel1\n      \
+         - image: registry.altlinux.org/c10f/flannel:v0.26.7\n      containers:\n      \
+         - image: registry.altlinux.org/c10f/flannel:v0.26.7\n",
+    )
+    .unwrap();
+    let (ok, v) = preflight("v1.26.9", &[]);
+    assert!(!ok, "{v:#}");
+    assert_eq!(check(&v, "flannel manifest")["status"], "ok", "{v:#}");
+    let img = v["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["status"] == "failed")
+        .unwrap()
+        .clone();
+    assert!(
+        img["image"]
+            .as_str()
+            .unwrap()
+            .ends_with("c10f/flannel-cni-plugin:v1.6.2-flannel1"),
+        "{v:#}"
+    );
+    assert!(
+        img["fix"].as_str().unwrap().contains("--flannel-manifest"),
+        "{v:#}"
+    );
 }

@@ -30,7 +30,7 @@ const SET: [&str; 9] = [
     "c10f/pause:3.9",
     "c10f/etcd:3.5.6-0",
     "c10f/flannel:v0.26.7",
-    "c10f/flannel-cni-plugin:v1.6.2-flannel1",
+    "c10f/flannel-cni-plugin:v1.7.1-flannel1",
 ];
 
 const HASH: &str = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";

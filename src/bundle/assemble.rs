@@ -47,6 +47,8 @@ pub struct BundleInfo {
     pub profile: String,
     pub flannel_tag: Option<String>,
     pub flannel_cni_plugin_tag: Option<String>,
+    /// See [`BundleManifest::kubeadm_versions`].
+    pub kubeadm_versions: Vec<String>,
     pub created: String,
 }
 
@@ -229,6 +231,7 @@ pub fn assemble(
         profile: info.profile,
         flannel_tag: info.flannel_tag,
         flannel_cni_plugin_tag: info.flannel_cni_plugin_tag,
+        kubeadm_versions: info.kubeadm_versions,
         created: info.created,
         tool: concat!("u7s-bundle ", env!("CARGO_PKG_VERSION")).to_string(),
         layout: vec![

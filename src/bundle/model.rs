@@ -57,6 +57,11 @@ pub struct BundleManifest {
     pub flannel_tag: Option<String>,
     #[serde(default)]
     pub flannel_cni_plugin_tag: Option<String>,
+    /// The kubeadm releases whose pause/etcd/coredns the bundle carries (the
+    /// kubeadm package the target hosts must run). Absent in bundles built
+    /// before it was recorded, and when the images came from a listing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kubeadm_versions: Vec<String>,
     /// RFC 3339 UTC.
     pub created: String,
     pub tool: String,
@@ -249,6 +254,11 @@ impl BundleManifest {
                 }
             }
         }
+        for v in &self.kubeadm_versions {
+            if !reference::is_valid_tag(v) {
+                return bad(format!("kubeadm version {v:?} is not a valid tag"));
+            }
+        }
         if !is_simple_name(&self.profile) {
             return bad(format!("profile {:?} is not a plain name", self.profile));
         }
@@ -437,6 +447,7 @@ mod tests {
             profile: "c10f".into(),
             flannel_tag: Some("v0.26.7".into()),
             flannel_cni_plugin_tag: Some("v1.6.2-flannel1".into()),
+            kubeadm_versions: vec!["v1.26.9".into()],
             created: "2026-01-01T00:00:00Z".into(),
             tool: "u7s-bundle 0.1.0".into(),
             layout: vec![file("oci-layout"), file("index.json")],

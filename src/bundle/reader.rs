@@ -678,6 +678,7 @@ fn legacy_manifest(
         profile: "podsec-archive".into(),
         flannel_tag: None,
         flannel_cni_plugin_tag: None,
+        kubeadm_versions: Vec::new(),
         created: String::new(),
         tool: "podsec".into(),
         layout: vec![

@@ -6,8 +6,8 @@ use anyhow::{bail, Context, Result};
 use serde_json::json;
 
 use super::{
-    default_jobs, human_bytes, image_set, load_profiles, print_json, registry_client, select_arch,
-    Exit,
+    choose_set, default_jobs, human_bytes, kubeadm_line, load_profiles, print_json,
+    registry_client, select_arch, Chosen, Exit,
 };
 use crate::cli::BuildArgs;
 use u7s_bundle::bundle::assemble::{self, BlobData, BundleInfo};
@@ -17,9 +17,13 @@ use u7s_bundle::bundle::volumes;
 use u7s_bundle::bundle::writer::{self, Content, Entry, Hooks};
 use u7s_bundle::cache::Cache;
 use u7s_bundle::fsutil::PendingFile;
-use u7s_bundle::plan::{planned_images, substitute_missing, Planned};
+use u7s_bundle::plan::{
+    image_set, nearest_tags, newest_on_source, planned_images, substitute_missing, Planned,
+};
+use u7s_bundle::profile::{sort_tags_as_versions, PlatformKind, Profiles, SetOptions};
 use u7s_bundle::progress::Progress;
 use u7s_bundle::reference::Reference;
+use u7s_bundle::registry::{Client, RegistryError};
 use u7s_bundle::{delta, interrupt, pull, sign};
 
 pub fn run(args: BuildArgs) -> Result<()> {
@@ -27,7 +31,13 @@ pub fn run(args: BuildArgs) -> Result<()> {
     let progress = Progress::auto(args.quiet || args.json);
     let profiles = load_profiles(args.select.profiles_dir.as_deref())?;
     let (arch, variant) = select_arch(args.select.arch.as_deref())?;
-    let set = image_set(&profiles, &args.select)?;
+    let mut chosen = choose_set(&profiles, &args.select, args.source.clone(), None)?;
+    let client = registry_client(&chosen.source, args.registry.plain_http, &args.registry)?;
+    if !chosen.version_given && chosen.set.kind == PlatformKind::Kubernetes {
+        newest_version_on_source(&profiles, &client, &mut chosen, &progress)?;
+    }
+    let set = &chosen.set;
+    let source = chosen.source.as_str();
     let platform = profiles.platform(&set.platform)?;
     let jobs = args.jobs.unwrap_or_else(default_jobs).max(1);
 
@@ -43,9 +53,9 @@ pub fn run(args: BuildArgs) -> Result<()> {
         .map(delta::Base::read)
         .transpose()
         .context("reading --base")?;
-    let mut planned = planned_images(&set, &args.source)?;
+    let mut planned = planned_images(set, source)?;
     for extra in &args.extra_images {
-        planned.push(parse_extra(extra, &args.source)?);
+        planned.push(parse_extra(extra, source)?);
     }
     if args.preserve_digests {
         for p in &mut planned {
@@ -89,8 +99,15 @@ pub fn run(args: BuildArgs) -> Result<()> {
         .with_context(|| format!("opening the build cache {}", cache_dir.display()))?;
 
     // Resolve every image before downloading any layer.
-    let client = registry_client(&args.source, args.registry.plain_http, &args.registry)?;
-    if args.select.set_available_images {
+    for n in set
+        .notes
+        .iter()
+        .cloned()
+        .chain(kubeadm_line(set, args.select.kubeadm_images.as_deref()))
+    {
+        progress.message(&format!("note: {n}"));
+    }
+    if chosen.set_available {
         for n in substitute_missing(&client, &mut planned)? {
             progress.message(&format!("note: {n}"));
         }
@@ -100,14 +117,15 @@ pub fn run(args: BuildArgs) -> Result<()> {
         planned.len(),
         set.platform,
         arch_label,
-        args.source
+        source
     ));
     let mut resolved = Vec::with_capacity(planned.len());
+    let mut missing = Vec::new();
     for p in &planned {
         if interrupt::cancelled() {
             return Err(interrupted());
         }
-        let r = pull::resolve(
+        match pull::resolve(
             &client,
             &p.name,
             p.role.as_deref(),
@@ -115,9 +133,17 @@ pub fn run(args: BuildArgs) -> Result<()> {
             &arch,
             variant.as_deref(),
             p.preserve,
-        )
-        .with_context(|| format!("resolving {}", p.name))?;
-        resolved.push(r);
+        ) {
+            Ok(r) => resolved.push(r),
+            Err(pull::PullError::Registry {
+                source: RegistryError::NotFound { .. },
+                ..
+            }) => missing.push(p),
+            Err(e) => return Err(e).with_context(|| format!("resolving {}", p.name)),
+        }
+    }
+    if !missing.is_empty() {
+        bail!(missing_images(&client, source, &missing));
     }
 
     // Download distinct layers in parallel into the cache.
@@ -162,6 +188,7 @@ pub fn run(args: BuildArgs) -> Result<()> {
         profile: platform.name.clone(),
         flannel_tag: set.flannel_tag.clone(),
         flannel_cni_plugin_tag: set.flannel_cni_plugin_tag.clone(),
+        kubeadm_versions: set.kubeadm_versions.clone(),
         created,
     };
     let mut assembled = assemble::assemble(info, &resolved, &cache, &sizes)?;
@@ -267,6 +294,8 @@ pub fn run(args: BuildArgs) -> Result<()> {
             "platform": assembled.manifest.platform,
             "kube_version": assembled.manifest.kube_version,
             "arch": assembled.manifest.arch,
+            "kubeadm_versions": assembled.manifest.kubeadm_versions,
+            "environment": chosen.env,
             "signed": signer_fpr.is_some(),
             "signer": signer_fpr,
             "images": assembled.manifest.images.iter().map(|i| json!({"name": i.name, "digest": i.manifest, "size": i.size})).collect::<Vec<_>>(),
@@ -294,6 +323,61 @@ pub fn run(args: BuildArgs) -> Result<()> {
         println!("{}", output_path.display());
     }
     Ok(())
+}
+
+/// Without a version, take what podsec takes: the newest kube-apiserver tag on
+/// the source, among the versions the profile can name the images for (the
+/// profile's own default may not be on that registry at all).
+fn newest_version_on_source(
+    profiles: &Profiles,
+    client: &Client,
+    chosen: &mut Chosen,
+    progress: &Progress,
+) -> Result<()> {
+    let platform = profiles.platform(&chosen.platform)?;
+    let (newest, tags) = newest_on_source(client, platform)
+        .with_context(|| format!("finding the newest kubernetes on {}", chosen.source))?;
+    let Some(v) = newest else {
+        bail!(
+            "{} has no kube-apiserver tag of {} that the profile knows (tags there: {}); give --kube-version",
+            chosen.source,
+            platform.name,
+            if tags.is_empty() { "none".to_string() } else { sort_tags_as_versions(&tags).join(", ") }
+        );
+    };
+    let opts = SetOptions {
+        kube_version: Some(v.to_string()),
+        ..chosen.opts.clone()
+    };
+    chosen.set = image_set(profiles, &chosen.platform, &opts, chosen.set_available)?;
+    chosen.opts = opts;
+    progress.message(&format!(
+        "note: kubernetes {v}: the newest kube-apiserver tag on {} that the profile knows (as podsec takes it); --kube-version chooses another",
+        chosen.source
+    ));
+    Ok(())
+}
+
+/// Every image the source lacks, each with the nearest tags it has, and the
+/// ways out: one message, so that one build run shows all that is missing.
+fn missing_images(client: &Client, source: &str, missing: &[&Planned]) -> String {
+    let mut msg = format!("{} image(s) of the set are not on {source}:", missing.len());
+    for p in missing {
+        let tag = p.source.tag.clone().unwrap_or_default();
+        let near = match client.list_tags(&p.source.repository) {
+            Ok(tags) if !tags.is_empty() => {
+                format!("nearest there: {}", nearest_tags(&tag, &tags, 3).join(", "))
+            }
+            Ok(_) | Err(RegistryError::NotFound { .. }) => "the repository is not there".into(),
+            Err(e) => format!("its tags could not be listed: {e}"),
+        };
+        msg.push_str(&format!("\n  {} ({near})", p.name));
+    }
+    msg.push_str(
+        "\nBuild a version the source has (--kube-version, --kubeadm-version, --flannel-tag), \
+         or give --set-available-images to take the newest tag of the same minor for each",
+    );
+    msg
 }
 
 fn written_or_interrupted(w: std::io::Result<writer::Written>) -> Result<writer::Written> {

@@ -68,6 +68,7 @@ pub fn run(args: InspectArgs) -> Result<()> {
             "profile": m.profile,
             "flannel_tag": m.flannel_tag,
             "flannel_cni_plugin_tag": m.flannel_cni_plugin_tag,
+            "kubeadm_versions": m.kubeadm_versions,
             "created": m.created,
             "tool": m.tool,
             "signed": sig.is_some(),
@@ -100,6 +101,12 @@ pub fn run(args: InspectArgs) -> Result<()> {
     );
     if let Some(v) = &m.kube_version {
         println!("kubernetes: {v}");
+    }
+    if !m.kubeadm_versions.is_empty() {
+        println!(
+            "kubeadm:    {} (pause/etcd/coredns of that kubeadm package)",
+            m.kubeadm_versions.join(", ")
+        );
     }
     println!(
         "arch:       {}{}",

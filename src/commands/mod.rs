@@ -4,6 +4,7 @@
 mod build;
 mod cluster;
 mod completions;
+mod host_images;
 mod inspect;
 mod inventory;
 mod keygen;
@@ -22,7 +23,10 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 
 use crate::cli::{Cli, Command, RegistryArgs, SelectArgs, TrustArgs};
-use u7s_bundle::profile::{ImageSet, Profiles};
+use u7s_bundle::podsec_env::{EnvValue, PodsecEnv};
+use u7s_bundle::profile::{
+    self, ImageSet, PlatformKind, Profiles, SetOptions, DEFAULT_SOURCE_REGISTRY,
+};
 use u7s_bundle::registry::{self, auth::Credentials, Client, ClientOptions};
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -211,14 +215,116 @@ pub fn select_arch(arch: Option<&str>) -> Result<(String, Option<String>)> {
 }
 
 /// The image set for the selection (see `plan::image_set`).
-pub fn image_set(profiles: &Profiles, select: &SelectArgs) -> Result<ImageSet> {
-    Ok(u7s_bundle::plan::image_set(
-        profiles,
-        &select.platform,
-        select.kube_version.as_deref(),
-        select.flannel_tag.as_deref(),
-        select.set_available_images,
-    )?)
+/// A `plan`/`build` selection with podsec's variables applied and the files
+/// of --flannel-manifest and --kubeadm-images read.
+pub struct Chosen {
+    pub set: ImageSet,
+    /// The source registry (--source, U7S_REGISTRY, or the default).
+    pub source: String,
+    /// Whether the kubernetes version was given (option or U7S_KUBEVERSION).
+    pub version_given: bool,
+    pub set_available: bool,
+    /// The options that took podsec's variables.
+    pub env: Vec<EnvValue>,
+    /// The platform and options the set was made of, to make it again with
+    /// another version (build's default from the source registry).
+    pub platform: String,
+    pub opts: SetOptions,
+}
+
+/// Resolve the selection of `plan` and `build`: options first, podsec's
+/// variables where an option is missing (said once on stderr), then the set.
+/// `kube_version` overrides the selection's version (build's registry default).
+pub fn choose_set(
+    profiles: &Profiles,
+    select: &SelectArgs,
+    source: Option<String>,
+    kube_version: Option<String>,
+) -> Result<Chosen> {
+    let mut env = PodsecEnv::process();
+    let platform = env
+        .value(select.platform.clone(), "U7S_PLATFORM", "--platform")
+        .context("no platform: give --platform (or set U7S_PLATFORM, as for podsec)")?;
+    // podsec's kubernetes variables say nothing about base images: an admin's
+    // U7S_KUBEVERSION must not become a branch name for --platform alt.
+    let kubernetes = profiles.platform(&platform)?.kind == PlatformKind::Kubernetes;
+    let mut var = |flag: &Option<String>, name, option| match kubernetes {
+        true => env.value(flag.clone(), name, option),
+        false => flag.clone(),
+    };
+    let kube_from_args = var(&select.kube_version, "U7S_KUBEVERSION", "--kube-version");
+    let flannel_tag = var(&select.flannel_tag, "U7S_FLANNEL_TAG", "--flannel-tag");
+    let cni = var(
+        &select.flannel_cni_plugin_tag,
+        "U7S_FLANNELCNIPLUGIN_TAG",
+        "--flannel-cni-plugin-tag",
+    );
+    let set_available = env.set_available_images(select.set_available_images);
+    let source = env.registry(source, "--source", DEFAULT_SOURCE_REGISTRY)?;
+    let flannel_manifest = match &select.flannel_manifest {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading --flannel-manifest {}", path.display()))?;
+            Some(
+                profile::flannel_images_from_manifest(&text)
+                    .with_context(|| format!("--flannel-manifest {}", path.display()))?,
+            )
+        }
+        None => None,
+    };
+    let kubeadm_images = match &select.kubeadm_images {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading --kubeadm-images {}", path.display()))?;
+            Some(
+                profile::parse_kubeadm_images(&text)
+                    .with_context(|| format!("--kubeadm-images {}", path.display()))?,
+            )
+        }
+        None => None,
+    };
+    let version_given = kube_from_args.is_some() || kubeadm_images.is_some();
+    let opts = SetOptions {
+        kube_version: kube_from_args.or(kube_version),
+        flannel_tag,
+        flannel_manifest,
+        flannel_cni_plugin_tag: cni,
+        kubeadm_versions: select.kubeadm_versions.clone(),
+        kubeadm_images,
+    };
+    if let Some(m) = env.message() {
+        eprintln!("note: {m}");
+    }
+    let set = u7s_bundle::plan::image_set(profiles, &platform, &opts, set_available)?;
+    Ok(Chosen {
+        set,
+        source,
+        version_given,
+        set_available,
+        env: env.used,
+        platform,
+        opts,
+    })
+}
+
+/// The line that says which kubeadm the pause/etcd/coredns tags are for, and how
+/// to change it; `None` for base images.
+pub fn kubeadm_line(set: &ImageSet, listed_from: Option<&Path>) -> Option<String> {
+    if set.kind != PlatformKind::Kubernetes {
+        return None;
+    }
+    if let Some(path) = listed_from {
+        return Some(format!(
+            "kubeadm images as listed in {} (the target host's `kubeadm config images list`)",
+            path.display()
+        ));
+    }
+    Some(format!(
+        "pause/etcd/coredns are those of kubeadm {}: the kubeadm package on the target hosts \
+         must be that version; another: --kubeadm-version vX.Y.Z (repeatable) or \
+         --kubeadm-images FILE",
+        set.kubeadm_versions.join(" + ")
+    ))
 }
 
 /// Where [`trusted_keys`] reads: the --keyring files, then the trusted

@@ -5,6 +5,7 @@
 //! policy.json as CRI-O decides (see `u7s_bundle::policy_eval`), and the host
 //! ready. A shared helper, not a command: the commands import it, not each other.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufReader, Read, Write};
 use std::net::ToSocketAddrs;
@@ -14,6 +15,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use serde_json::json;
 
+use super::host_images::{ask_kubeadm, host_flannel as host_flannel_manifest, image_of};
 use super::{load_profiles, registry_client};
 use crate::cli::{ClusterSelectArgs, RegistryArgs};
 use u7s_bundle::bundle::compress;
@@ -22,6 +24,7 @@ use u7s_bundle::digest::Digest;
 use u7s_bundle::kubeadm::LastBundle;
 use u7s_bundle::oci;
 use u7s_bundle::platform;
+use u7s_bundle::podsec_env::{EnvValue, PodsecEnv};
 use u7s_bundle::policy_eval::{Evaluator, HttpFetch, Image};
 use u7s_bundle::profile::{KubeVersion, PlatformKind};
 use u7s_bundle::registry::{Client, RegistryError};
@@ -51,6 +54,14 @@ pub struct Selection {
     pub expected: Vec<Option<Digest>>,
     /// Where the set came from, for the report.
     pub source: String,
+    /// The options that took podsec's variables.
+    pub env: Vec<EnvValue>,
+    /// What the host's kubeadm and flannel manifest said about the set (ok,
+    /// skipped when the host has neither, failed when they refused).
+    pub set_checks: Vec<Check>,
+    /// The fix for an image that is not in the registry, where it is not
+    /// "load the bundle": the build options that would have carried it.
+    pub fixes: BTreeMap<String, String>,
 }
 
 impl Selection {
@@ -71,6 +82,13 @@ impl Selection {
 /// platform from the options / the host / the last bundle, the version from
 /// the options / the last bundle.
 pub fn select(args: &ClusterSelectArgs) -> Result<Selection> {
+    let mut sel = select_set(args)?;
+    host_kubeadm(args, &mut sel);
+    host_flannel(args, &mut sel);
+    Ok(sel)
+}
+
+fn select_set(args: &ClusterSelectArgs) -> Result<Selection> {
     if !u7s_bundle::reference::is_valid_registry(&args.registry) {
         bail!(
             "--registry {:?} is not a registry host (HOST or HOST:PORT)",
@@ -80,6 +98,16 @@ pub fn select(args: &ClusterSelectArgs) -> Result<Selection> {
     let plain_http = args.plain_http || u7s_bundle::reference::is_registry_local(&args.registry);
     if let Some(path) = &args.bundle {
         return select_from_bundle(args, path, plain_http);
+    }
+    let mut env = PodsecEnv::process();
+    let kube_version = env.value(
+        args.kube_version.clone(),
+        "U7S_KUBEVERSION",
+        "--kube-version",
+    );
+    let flannel_tag = env.value(args.flannel_tag.clone(), "U7S_FLANNEL_TAG", "--flannel-tag");
+    if let Some(m) = env.message() {
+        eprintln!("note: {m}");
     }
     let last = LastBundle::read(&args.state_dir).map_err(anyhow::Error::msg)?;
     let profiles = load_profiles(args.profiles_dir.as_deref())?;
@@ -91,11 +119,11 @@ pub fn select(args: &ClusterSelectArgs) -> Result<Selection> {
         .context(
             "cannot tell this host's platform (not an ALT system, no U7S_PLATFORM, no last-bundle.json): give --platform",
         )?;
-    let (version, flannel, source) = match (&args.kube_version, &last) {
-        (Some(v), _) => (v.clone(), args.flannel_tag.clone(), "profile".to_string()),
+    let (version, flannel, source) = match (&kube_version, &last) {
+        (Some(v), _) => (v.clone(), flannel_tag.clone(), "profile".to_string()),
         (None, Some(l)) => (
             l.kube_version.clone(),
-            args.flannel_tag.clone().or_else(|| l.flannel_tag.clone()),
+            flannel_tag.clone().or_else(|| l.flannel_tag.clone()),
             format!(
                 "profile, version of the last bundle loaded ({})",
                 LastBundle::path(&args.state_dir).display()
@@ -141,7 +169,160 @@ pub fn select(args: &ClusterSelectArgs) -> Result<Selection> {
         expected: vec![None; images.len()],
         images,
         source,
+        env: env.used,
+        set_checks: Vec::new(),
+        fixes: BTreeMap::new(),
     })
+}
+
+/// Replace the kubeadm images of the set by those the host's kubeadm lists: they
+/// are the ones it will pull. An image the set lacked gets the build option
+/// that carries it as its fix.
+fn host_kubeadm(args: &ClusterSelectArgs, sel: &mut Selection) {
+    let bin = &args.kubeadm_bin;
+    let host = match ask_kubeadm(bin, &sel.kube_version, &sel.image_repository()) {
+        Ok(Some(h)) => h,
+        Ok(None) => {
+            sel.set_checks.push(Check::skipped(
+                "kubeadm images",
+                format!(
+                    "no kubeadm at {}: checked the profile's set for kubeadm {} instead",
+                    bin.display(),
+                    sel.kube_version
+                ),
+            ));
+            return;
+        }
+        Err(e) => {
+            sel.set_checks.push(Check::failed(
+                "kubeadm images",
+                e,
+                format!(
+                    "install the kubeadm package of kubernetes {} (podsec: kubernetes{}.{}-kubeadm), or give --kubeadm-bin",
+                    sel.kube_version, sel.kube_version.major, sel.kube_version.minor
+                ),
+            ));
+            return;
+        }
+    };
+    let version = host.version.clone().unwrap_or_else(|| "vX.Y.Z".into());
+    let listed: Vec<String> = host
+        .images
+        .iter()
+        .map(|(image, tag)| format!("{}/{image}:{tag}", sel.platform))
+        .collect();
+    for name in &listed {
+        if !sel.images.contains(name) {
+            sel.fixes.insert(
+                name.clone(),
+                format!(
+                    "build for this host's kubeadm and load that bundle: u7s-bundle build --platform {} --kube-version {} --kubeadm-version {version}",
+                    sel.platform, sel.kube_version
+                ),
+            );
+        }
+    }
+    let rest = sel
+        .images
+        .iter()
+        .filter(|n| !host.images.iter().any(|(i, _)| i == image_of(n)))
+        .cloned();
+    let images: Vec<String> = listed.iter().cloned().chain(rest).collect();
+    replace_images(sel, images);
+    sel.set_checks.push(Check::ok(
+        "kubeadm images",
+        format!(
+            "as {} (kubeadm {}) lists them for {}",
+            bin.display(),
+            host.version.as_deref().unwrap_or("?"),
+            sel.kube_version
+        ),
+    ));
+}
+
+/// Replace the flannel images by those podsec's manifest on this host deploys.
+fn host_flannel(args: &ClusterSelectArgs, sel: &mut Selection) {
+    let Some(tag) = sel.flannel_tag.clone() else {
+        return;
+    };
+    let dir = &args.flannel_manifests;
+    let (path, deployed) = match host_flannel_manifest(dir, &tag) {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            sel.set_checks.push(Check::skipped(
+                "flannel manifest",
+                format!(
+                    "no podsec kube-flannel manifest for {tag} under {}: checked the profile's table instead",
+                    dir.display()
+                ),
+            ));
+            return;
+        }
+        Err(e) => {
+            sel.set_checks.push(Check::failed(
+                "flannel manifest",
+                e,
+                "reinstall podsec-k8s (its kube-flannel manifests), or give --flannel-tag",
+            ));
+            return;
+        }
+    };
+    let wanted = [
+        format!("{}/flannel:{}", sel.platform, deployed.flannel),
+        format!(
+            "{}/flannel-cni-plugin:{}",
+            sel.platform, deployed.cni_plugin
+        ),
+    ];
+    for name in &wanted {
+        if !sel.images.contains(name) {
+            sel.fixes.insert(
+                name.clone(),
+                format!(
+                    "build with this host's manifest and load that bundle: u7s-bundle build --platform {} --kube-version {} --flannel-tag {tag} --flannel-manifest {}",
+                    sel.platform,
+                    sel.kube_version,
+                    path.display()
+                ),
+            );
+        }
+    }
+    // The deployed images replace the set's guess; the asked tag stays when the
+    // set has it (podsec's wrapper pulls it before init).
+    let asked = format!("{}/flannel:{tag}", sel.platform);
+    let rest = sel
+        .images
+        .iter()
+        .filter(|n| !matches!(image_of(n), "flannel" | "flannel-cni-plugin") || **n == asked)
+        .cloned();
+    let mut images: Vec<String> = rest.collect();
+    for w in wanted {
+        if !images.contains(&w) {
+            images.push(w);
+        }
+    }
+    replace_images(sel, images);
+    sel.flannel_cni_plugin_tag = Some(deployed.cni_plugin.clone());
+    sel.set_checks.push(Check::ok(
+        "flannel manifest",
+        format!(
+            "flannel:{} and flannel-cni-plugin:{} as {} deploys them",
+            deployed.flannel,
+            deployed.cni_plugin,
+            path.display()
+        ),
+    ));
+}
+
+/// New image names, keeping each one's expected digest where it had one.
+fn replace_images(sel: &mut Selection, images: Vec<String>) {
+    let expected: BTreeMap<&String, &Option<Digest>> =
+        sel.images.iter().zip(&sel.expected).collect();
+    sel.expected = images
+        .iter()
+        .map(|n| expected.get(n).and_then(|d| (*d).clone()))
+        .collect();
+    sel.images = images;
 }
 
 fn select_from_bundle(
@@ -180,6 +361,9 @@ fn select_from_bundle(
         images: m.images.iter().map(|i| i.name.clone()).collect(),
         expected: m.images.iter().map(|i| Some(i.manifest.clone())).collect(),
         source: format!("bundle {}", path.display()),
+        env: Vec::new(),
+        set_checks: Vec::new(),
+        fixes: BTreeMap::new(),
     })
 }
 
@@ -279,6 +463,7 @@ impl Report {
         json!({
             "ok": self.ok(),
             "registry": sel.registry,
+            "environment": sel.env,
             "platform": sel.platform,
             "kube_version": sel.kube_version.to_string(),
             "arch": sel.arch_label(),
@@ -326,7 +511,7 @@ impl Report {
 
 /// Run every check.
 pub fn check(args: &ClusterSelectArgs, sel: &Selection) -> Report {
-    let mut checks = Vec::new();
+    let mut checks = sel.set_checks.clone();
     let client = registry_client(
         &sel.registry,
         sel.plain_http,
@@ -490,7 +675,10 @@ fn image_check(
     registries_d: &Path,
     http: Option<&HttpFetch>,
 ) -> Check {
-    let load_fix = "load the bundle that holds it: u7s-bundle load ARCHIVE";
+    let load_fix = sel.fixes.get(name).map_or(
+        "load the bundle that holds it: u7s-bundle load ARCHIVE",
+        |f| f.as_str(),
+    );
     let Some((repo, tag)) = name.rsplit_once(':') else {
         return Check::failed("image", "not a repo:tag name", load_fix);
     };

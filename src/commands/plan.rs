@@ -4,7 +4,9 @@
 use anyhow::{Context, Result};
 use serde_json::json;
 
-use super::{human_bytes, image_set, load_profiles, print_json, registry_client, select_arch};
+use super::{
+    choose_set, human_bytes, kubeadm_line, load_profiles, print_json, registry_client, select_arch,
+};
 use crate::cli::PlanArgs;
 use u7s_bundle::plan::{image_size, planned_images, substitute_missing};
 use u7s_bundle::{profile, pull};
@@ -12,15 +14,17 @@ use u7s_bundle::{profile, pull};
 pub fn run(args: PlanArgs) -> Result<()> {
     let profiles = load_profiles(args.select.profiles_dir.as_deref())?;
     let (arch, variant) = select_arch(args.select.arch.as_deref())?;
-    let set = image_set(&profiles, &args.select)?;
-    let mut planned = planned_images(&set, &args.source)?;
+    let chosen = choose_set(&profiles, &args.select, args.source.clone(), None)?;
+    let set = &chosen.set;
+    let mut planned = planned_images(set, &chosen.source)?;
 
     let mut resolved = Vec::new();
-    let mut notes = Vec::new();
-    if args.resolve || args.select.set_available_images {
-        let client = registry_client(&args.source, args.registry.plain_http, &args.registry)?;
-        if args.select.set_available_images {
-            notes = substitute_missing(&client, &mut planned)?;
+    let mut notes = set.notes.clone();
+    notes.extend(kubeadm_line(set, args.select.kubeadm_images.as_deref()));
+    if args.resolve || chosen.set_available {
+        let client = registry_client(&chosen.source, args.registry.plain_http, &args.registry)?;
+        if chosen.set_available {
+            notes.extend(substitute_missing(&client, &mut planned)?);
         }
         if args.resolve {
             for p in &planned {
@@ -68,6 +72,9 @@ pub fn run(args: PlanArgs) -> Result<()> {
             "arch": arch_label,
             "flannel_tag": set.flannel_tag,
             "flannel_cni_plugin_tag": set.flannel_cni_plugin_tag,
+            "kubeadm_versions": set.kubeadm_versions,
+            "source": chosen.source,
+            "environment": chosen.env,
             "images": images,
             "notes": notes,
         }));

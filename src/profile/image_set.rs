@@ -2,8 +2,9 @@
 
 use serde::Serialize;
 
-use super::flannel::flannel_version;
-use super::{Platform, PlatformKind, ProfileError, Profiles, KUBE_COMPONENTS};
+use super::flannel::{flannel_version, FlannelImages};
+use super::kubeadm::{KubeadmRow, KUBEADM_IMAGES};
+use super::{KubeVersion, Platform, PlatformKind, ProfileError, Profiles, KUBE_COMPONENTS};
 
 /// One image of a set, named registry-relative.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -44,14 +45,21 @@ pub struct ImageSet {
     pub kind: PlatformKind,
     /// `v1.26.9`; for a base platform, the branch (`p11`).
     pub kube_version: String,
+    /// The flannel tag asked for (podsec's U7S_FLANNEL_TAG: which manifest).
     pub flannel_tag: Option<String>,
+    /// The flannel-cni-plugin tag the manifest deploys.
     pub flannel_cni_plugin_tag: Option<String>,
+    /// The kubeadm releases whose pause/etcd/coredns the set holds (empty for a
+    /// base platform, or when the kubeadm images came from a listing).
+    pub kubeadm_versions: Vec<String>,
     /// See [`Platform::legacy_prefixes`].
     pub legacy_prefixes: Vec<String>,
     /// See [`Platform::source_registry`].
     pub source_registry: String,
     /// In kubeadm's order, then flannel, flannel-cni-plugin.
     pub images: Vec<ImageSpec>,
+    /// What the set holds besides the obvious, for `plan` and `build` to print.
+    pub notes: Vec<String>,
 }
 
 impl ImageSet {
@@ -71,6 +79,39 @@ impl ImageSet {
     }
 }
 
+/// What a kubernetes image set is asked for, beyond platform and version.
+#[derive(Debug, Clone, Default)]
+pub struct SetOptions {
+    /// `v1.26.9`, a minor (`1.30`), or for a base platform a branch; default: the
+    /// platform's default.
+    pub kube_version: Option<String>,
+    /// The flannel tag asked for (podsec's U7S_FLANNEL_TAG); default: the platform's.
+    pub flannel_tag: Option<String>,
+    /// The images a kube-flannel.yml names (`--flannel-manifest`): they replace
+    /// what the manifest table says, and a tag without a podsec manifest is accepted.
+    pub flannel_manifest: Option<FlannelImages>,
+    /// podsec's U7S_FLANNELCNIPLUGIN_TAG: podsec lists (and pre-pulls) this
+    /// plugin tag, while the manifest still deploys its own; the set carries both.
+    pub flannel_cni_plugin_tag: Option<String>,
+    /// The kubeadm releases on the target hosts (`--kubeadm-version`, union);
+    /// empty: the kubernetes version itself.
+    pub kubeadm_versions: Vec<String>,
+    /// `kubeadm config images list` of a target host, parsed
+    /// ([`super::parse_kubeadm_images`]): the exact kubeadm images.
+    pub kubeadm_images: Option<Vec<(String, String)>>,
+}
+
+impl SetOptions {
+    /// Just a version and a flannel tag, everything else by default.
+    pub fn version(kube_version: Option<&str>, flannel_tag: Option<&str>) -> SetOptions {
+        SetOptions {
+            kube_version: kube_version.map(str::to_string),
+            flannel_tag: flannel_tag.map(str::to_string),
+            ..SetOptions::default()
+        }
+    }
+}
+
 impl Profiles {
     /// The image set of `platform` (name or alias) at `kube_version` (default: the
     /// platform's default) with flannel `flannel_tag` (default: the platform's).
@@ -83,6 +124,15 @@ impl Profiles {
         platform: &str,
         kube_version: Option<&str>,
         flannel_tag: Option<&str>,
+    ) -> Result<ImageSet, ProfileError> {
+        self.image_set_with(platform, &SetOptions::version(kube_version, flannel_tag))
+    }
+
+    /// [`Profiles::image_set`] with every option.
+    pub fn image_set_with(
+        &self,
+        platform: &str,
+        opts: &SetOptions,
     ) -> Result<ImageSet, ProfileError> {
         let p = self.platform(platform)?;
         // The name as asked for, but spelled as the profile spells it (the match
@@ -99,52 +149,161 @@ impl Profiles {
             kube_version: String::new(),
             flannel_tag: None,
             flannel_cni_plugin_tag: None,
+            kubeadm_versions: Vec::new(),
             legacy_prefixes: p.legacy_prefixes.clone(),
             source_registry: p.source_registry.clone(),
             images: Vec::new(),
-        };
-        let image = |name: &str, tag: &str| ImageSpec {
-            repository: format!("{}/{name}", p.name),
-            tag: tag.to_string(),
-            role: name.to_string(),
+            notes: Vec::new(),
         };
         match p.kind {
             PlatformKind::Base => {
-                if flannel_tag.is_some() {
+                let misplaced = [
+                    (opts.flannel_tag.is_some(), "a flannel tag"),
+                    (opts.flannel_manifest.is_some(), "a flannel manifest"),
+                    (
+                        opts.flannel_cni_plugin_tag.is_some(),
+                        "a flannel-cni-plugin tag",
+                    ),
+                    (!opts.kubeadm_versions.is_empty(), "a kubeadm version"),
+                    (opts.kubeadm_images.is_some(), "a kubeadm image list"),
+                ];
+                if let Some((_, what)) = misplaced.iter().find(|(set, _)| *set) {
                     return Err(ProfileError::NotApplicable {
                         platform: p.name.clone(),
-                        what: "a flannel tag",
+                        what,
                     });
                 }
-                let branch = self.resolve_branch(p, kube_version.unwrap_or(&p.default_version))?;
-                set.images = p.images.iter().map(|i| image(i, &branch)).collect();
+                let asked = opts.kube_version.as_deref();
+                let branch = self.resolve_branch(p, asked.unwrap_or(&p.default_version))?;
+                set.images = p.images.iter().map(|i| image(p, i, &branch)).collect();
                 set.kube_version = branch;
             }
             PlatformKind::Kubernetes => {
-                let v = p.resolve_version(kube_version.unwrap_or(&p.default_version))?;
-                let row = self
-                    .kubeadm_row_for(&v)
-                    .expect("every offered version comes from the kubeadm table");
-                let flannel = flannel_tag
-                    .or(p.flannel_default.as_deref())
-                    .expect("a kubernetes platform always has a default flannel");
-                let plugin = self.flannel_cni_plugin(flannel)?.to_string();
-                let flannel = flannel_version(flannel)
-                    .expect("flannel_cni_plugin accepted it as a version")
-                    .to_string();
-                let version = v.to_string();
-                set.images = KUBE_COMPONENTS.iter().map(|c| image(c, &version)).collect();
-                set.images.push(image("coredns", &row.coredns));
-                set.images.push(image("pause", &row.pause));
-                set.images.push(image("etcd", &row.etcd));
-                set.images.push(image("flannel", &flannel));
-                set.images.push(image("flannel-cni-plugin", &plugin));
-                set.kube_version = version;
-                set.flannel_tag = Some(flannel);
-                set.flannel_cni_plugin_tag = Some(plugin);
+                self.kubeadm_images(p, opts, &mut set)?;
+                self.flannel_images(p, opts, &mut set)?;
             }
         }
         Ok(set)
+    }
+
+    /// The kubeadm part of a set: kube-* at the version, then coredns, pause and
+    /// etcd of each kubeadm release (union, in kubeadm's order), or exactly the
+    /// images of a `kubeadm config images list`.
+    fn kubeadm_images(
+        &self,
+        p: &Platform,
+        opts: &SetOptions,
+        set: &mut ImageSet,
+    ) -> Result<(), ProfileError> {
+        if let Some(listed) = &opts.kubeadm_images {
+            let tag_of = |n: &str| listed.iter().find(|(name, _)| name == n).map(|(_, t)| t);
+            let api = tag_of("kube-apiserver").expect("parse_kubeadm_images requires it");
+            let listed_v: KubeVersion = api.parse()?;
+            if let Some(asked) = &opts.kube_version {
+                let asked_v = p.resolve_version(asked).or_else(|_| asked.parse())?;
+                if asked_v != listed_v {
+                    return Err(ProfileError::KubeadmImagesVersion {
+                        listed: listed_v.to_string(),
+                        asked: asked_v.to_string(),
+                    });
+                }
+            }
+            for role in KUBEADM_IMAGES {
+                for (_, tag) in listed.iter().filter(|(n, _)| n == role) {
+                    set.images.push(image(p, role, tag));
+                }
+            }
+            set.kube_version = listed_v.to_string();
+            return Ok(());
+        }
+        let v = p.resolve_version(opts.kube_version.as_deref().unwrap_or(&p.default_version))?;
+        let mut kubeadm: Vec<KubeVersion> = Vec::new();
+        for k in &opts.kubeadm_versions {
+            let k: KubeVersion = k.parse()?;
+            if !kubeadm.contains(&k) {
+                kubeadm.push(k);
+            }
+        }
+        if kubeadm.is_empty() {
+            kubeadm.push(v);
+        }
+        let rows = kubeadm
+            .iter()
+            .map(|k| self.kubeadm_release(k, &v))
+            .collect::<Result<Vec<_>, _>>()?;
+        let version = v.to_string();
+        set.images = KUBE_COMPONENTS
+            .iter()
+            .map(|c| image(p, c, &version))
+            .collect();
+        for (role, pick) in [
+            (
+                "coredns",
+                (|r: &KubeadmRow| r.coredns.clone()) as fn(&KubeadmRow) -> String,
+            ),
+            ("pause", |r| r.pause.clone()),
+            ("etcd", |r| r.etcd.clone()),
+        ] {
+            for row in &rows {
+                push_new(&mut set.images, image(p, role, &pick(row)));
+            }
+        }
+        set.kube_version = version;
+        set.kubeadm_versions = kubeadm.iter().map(|k| k.to_string()).collect();
+        Ok(())
+    }
+
+    /// The flannel part of a set: the images the manifest for the asked tag
+    /// deploys, then (when they differ) the images podsec lists besides: flannel
+    /// at the asked tag, which its wrapper pulls before init, and the plugin of
+    /// U7S_FLANNELCNIPLUGIN_TAG.
+    fn flannel_images(
+        &self,
+        p: &Platform,
+        opts: &SetOptions,
+        set: &mut ImageSet,
+    ) -> Result<(), ProfileError> {
+        let asked = match (&opts.flannel_tag, &opts.flannel_manifest) {
+            (Some(t), _) => flannel_version(t)
+                .ok_or_else(|| ProfileError::UnknownFlannel {
+                    tag: t.clone(),
+                    known: self.flannel_tags(),
+                })?
+                .to_string(),
+            (None, Some(m)) => m.flannel.clone(),
+            (None, None) => p
+                .flannel_default
+                .clone()
+                .expect("a kubernetes platform always has a default flannel"),
+        };
+        let deployed = match &opts.flannel_manifest {
+            Some(m) => m.clone(),
+            None => self.flannel_deployed(&asked)?.clone(),
+        };
+        set.images.push(image(p, "flannel", &deployed.flannel));
+        set.images
+            .push(image(p, "flannel-cni-plugin", &deployed.cni_plugin));
+        if deployed.flannel != asked {
+            set.notes.push(format!(
+                "flannel {asked}: the kube-flannel manifest for it deploys flannel:{} (carried), \
+                 and podsec's wrapper pulls flannel:{asked} before init (carried too)",
+                deployed.flannel
+            ));
+            push_new(&mut set.images, image(p, "flannel", &asked));
+        }
+        if let Some(plugin) = &opts.flannel_cni_plugin_tag {
+            if *plugin != deployed.cni_plugin {
+                set.notes.push(format!(
+                    "flannel-cni-plugin {plugin}: podsec lists it (carried), but the manifest for \
+                     flannel {asked} still deploys flannel-cni-plugin:{} (carried too)",
+                    deployed.cni_plugin
+                ));
+                push_new(&mut set.images, image(p, "flannel-cni-plugin", plugin));
+            }
+        }
+        set.flannel_tag = Some(asked);
+        set.flannel_cni_plugin_tag = Some(deployed.cni_plugin);
+        Ok(())
     }
 
     /// A branch of base platform `p`, given as a branch or as a platform whose
@@ -165,5 +324,21 @@ impl Profiles {
             .filter(|b| p.branches.contains(b))
             .cloned()
             .ok_or_else(|| p.unknown_version(requested))
+    }
+}
+
+/// `<platform>/<name>:<tag>`, playing role `name`.
+fn image(p: &Platform, name: &str, tag: &str) -> ImageSpec {
+    ImageSpec {
+        repository: format!("{}/{name}", p.name),
+        tag: tag.to_string(),
+        role: name.to_string(),
+    }
+}
+
+/// Append `img` unless the set has it already (a union keeps one copy).
+fn push_new(images: &mut Vec<ImageSpec>, img: ImageSpec) {
+    if !images.contains(&img) {
+        images.push(img);
     }
 }

@@ -71,3 +71,88 @@ impl Profiles {
             .find(|r| r.minor == v.minor_key() && r.first <= v.patch && v.patch <= r.last)
     }
 }
+
+impl Profiles {
+    /// The table row of kubeadm release `kubeadm` for target `kube`: pause and
+    /// coredns are that binary's constants, etcd its entry for the target minor.
+    /// The table holds each release's entry for its own minor only, so a kubeadm
+    /// of another minor is refused (its etcd for `kube` is not known here).
+    pub(super) fn kubeadm_release(
+        &self,
+        kubeadm: &KubeVersion,
+        kube: &KubeVersion,
+    ) -> Result<&KubeadmRow, ProfileError> {
+        if kubeadm.minor_key() != kube.minor_key() {
+            return Err(ProfileError::KubeadmMinor {
+                kubeadm: kubeadm.to_string(),
+                kube: kube.to_string(),
+            });
+        }
+        self.kubeadm_row_for(kubeadm)
+            .ok_or_else(|| ProfileError::UnknownKubeadm {
+                version: kubeadm.to_string(),
+                known: self
+                    .kubeadm
+                    .iter()
+                    .filter(|r| r.minor == kubeadm.minor_key())
+                    .flat_map(|r| {
+                        (r.first..=r.last).map(|p| KubeVersion::new(r.minor.0, r.minor.1, p))
+                    })
+                    .collect(),
+            })
+    }
+}
+
+/// The images kubeadm names (`kubeadm config images list`), as `(name, tag)`.
+pub(super) const KUBEADM_IMAGES: [&str; 7] = [
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kube-proxy",
+    "coredns",
+    "pause",
+    "etcd",
+];
+
+/// The output of `kubeadm config images list` (one reference a line, any
+/// repository) as `(image, tag)` pairs: the image is the last path component
+/// (`registry.k8s.io/coredns/coredns` → `coredns`), as podsec's `getKuberImages`
+/// strips the repository. Blank lines and `#` comments are skipped; an image
+/// kubeadm does not name is refused, so that a wrong file is not taken for a set.
+pub fn parse_kubeadm_images(text: &str) -> Result<Vec<(String, String)>, ProfileError> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let bad = |message: String| ProfileError::KubeadmImages {
+            line: i + 1,
+            message,
+        };
+        let last = line.rsplit('/').next().unwrap_or(line);
+        let (name, tag) = last
+            .split_once(':')
+            .ok_or_else(|| bad(format!("{line:?} has no tag")))?;
+        if !KUBEADM_IMAGES.contains(&name) {
+            return Err(bad(format!(
+                "{name:?} is not an image kubeadm names ({})",
+                KUBEADM_IMAGES.join(", ")
+            )));
+        }
+        if !crate::reference::is_valid_tag(tag) {
+            return Err(bad(format!("{tag:?} is not an image tag")));
+        }
+        if !out.iter().any(|(n, t)| n == name && t == tag) {
+            out.push((name.to_string(), tag.to_string()));
+        }
+    }
+    if !out.iter().any(|(n, _)| n == "kube-apiserver") {
+        return Err(ProfileError::KubeadmImages {
+            line: 0,
+            message: "no kube-apiserver image: not the output of `kubeadm config images list`"
+                .into(),
+        });
+    }
+    Ok(out)
+}

@@ -17,8 +17,9 @@
 //!
 //! [flannel]
 //! default = "v0.26.7"        # the flannel tag taken when none is asked for
-//! cni_plugin = [             # flannel range (inclusive; `to` optional) → plugin tag
-//!   { from = "v0.26.4", to = "v0.26.7", plugin = "v1.6.2-flannel1" },
+//! manifests = [              # podsec's kube-flannel manifests: asked tag → deployed tags
+//!   { tag = "v0.23.0", flannel = "v0.22.3", cni_plugin = "v1.2.0" },
+//!   { tag = "v0.26.7", cni_plugin = "v1.7.1-flannel1" },   # flannel defaults to tag
 //! ]
 //!
 //! [[platform]]
@@ -58,12 +59,14 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use flannel::FlannelRow;
+use flannel::FlannelManifest;
 use kubeadm::KubeadmRow;
 use schema::FileDoc;
 use validate::invalid;
 
-pub use image_set::{ImageSet, ImageSpec};
+pub use flannel::{flannel_images_from_manifest, FlannelImages, FlannelManifestError};
+pub use image_set::{ImageSet, ImageSpec, SetOptions};
+pub use kubeadm::parse_kubeadm_images;
 pub use platform::Platform;
 pub use version::{compact_versions, newest_in_minor, sort_tags_as_versions, KubeVersion};
 
@@ -123,9 +126,22 @@ pub enum ProfileError {
     },
     #[error("invalid version {input:?}: expected [v]MAJOR.MINOR.PATCH, e.g. v1.26.9")]
     InvalidVersion { input: String },
-    /// `known` holds the ranges of the flannel table (`v0.19.0–v0.20.2`, …).
-    #[error("flannel {tag:?} is not in the flannel table; known: {}", known.join(", "))]
+    /// `known` holds every flannel tag podsec ships a manifest for.
+    #[error("flannel {tag:?}: podsec ships no kube-flannel manifest for it (its kubeadm init would fail); known: {}; or give --flannel-manifest FILE", known.join(", "))]
     UnknownFlannel { tag: String, known: Vec<String> },
+    /// `known` holds the kubeadm releases of that minor the table has.
+    #[error("kubeadm {version} is not in the kubeadm table (known of its minor: {}); give --kubeadm-images FILE, the output of `kubeadm config images list` on the host", if known.is_empty() { "none".to_string() } else { compact_versions(known) })]
+    UnknownKubeadm {
+        version: String,
+        known: Vec<KubeVersion>,
+    },
+    #[error("kubeadm {kubeadm} is of another minor than kubernetes {kube}: podsec installs the kubeadm of the target minor; give --kubeadm-images FILE for another")]
+    KubeadmMinor { kubeadm: String, kube: String },
+    /// `line` 0: the file as a whole.
+    #[error("kubeadm image list, line {line}: {message}")]
+    KubeadmImages { line: usize, message: String },
+    #[error("the kubeadm image list is for kubernetes {listed}, not {asked}")]
+    KubeadmImagesVersion { listed: String, asked: String },
     #[error("platform {platform} holds base images: {what} does not apply to it")]
     NotApplicable {
         platform: String,
@@ -194,7 +210,7 @@ pub struct Profiles {
     /// Sorted by (minor, first patch); no overlaps.
     kubeadm: Vec<KubeadmRow>,
     /// Sorted by `from`; no overlaps.
-    flannel: Vec<FlannelRow>,
+    flannel: Vec<FlannelManifest>,
 }
 
 impl Profiles {

@@ -51,13 +51,15 @@ pub(super) struct KubeadmRowDoc {
 pub(super) struct FlannelDoc {
     pub(super) default: Option<String>,
     #[serde(default)]
-    pub(super) cni_plugin: Vec<FlannelRowDoc>,
+    pub(super) manifests: Vec<FlannelManifestDoc>,
 }
 
+/// One kube-flannel manifest podsec ships: asked for `tag`, it deploys
+/// `flannel:<flannel or tag>` and `flannel-cni-plugin:<cni_plugin>`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct FlannelRowDoc {
-    pub(super) from: String,
-    pub(super) to: Option<String>,
-    pub(super) plugin: String,
+pub(super) struct FlannelManifestDoc {
+    pub(super) tag: String,
+    pub(super) flannel: Option<String>,
+    pub(super) cni_plugin: String,
 }

@@ -177,7 +177,7 @@ fn default_version_is_the_newest() {
     assert_eq!(set.flannel_tag.as_deref(), Some("v0.26.7"));
     assert_eq!(
         set.flannel_cni_plugin_tag.as_deref(),
-        Some("v1.6.2-flannel1")
+        Some("v1.7.1-flannel1")
     );
     // a minor stands for its newest patch
     let set = builtin().image_set("p10", Some("1.30"), None).unwrap();
@@ -185,28 +185,242 @@ fn default_version_is_the_newest() {
 }
 
 #[test]
-fn flannel_table() {
+fn flannel_table_is_what_podsecs_manifests_deploy() {
     let p = builtin();
-    assert_eq!(p.flannel_cni_plugin("v0.26.7").unwrap(), "v1.6.2-flannel1");
+    // alt-cloud/podsec usernetes/manifests/kube-flannel/0/26/7/kube-flannel.yml
+    assert_eq!(p.flannel_cni_plugin("v0.26.7").unwrap(), "v1.7.1-flannel1");
     assert_eq!(p.flannel_cni_plugin("v0.22.0").unwrap(), "v1.1.2");
-    assert_eq!(p.flannel_cni_plugin("v0.25.5").unwrap(), "v1.5.1-flannel1");
-    assert_eq!(p.flannel_cni_plugin("v0.28.9").unwrap(), "v1.9.1-flannel3");
+    assert_eq!(p.flannel_cni_plugin("v0.25.7").unwrap(), "v1.4.0-flannel1");
+    let set = p.image_set("c10f", Some("v1.26.9"), None).unwrap();
+    assert!(set
+        .names()
+        .contains(&"c10f/flannel-cni-plugin:v1.7.1-flannel1".to_string()));
     let set = p
         .image_set("c10f", Some("v1.26.9"), Some("0.22.0"))
         .unwrap();
     assert_eq!(set.flannel_tag.as_deref(), Some("v0.22.0"));
     assert_eq!(tag_of(&set, "flannel"), "v0.22.0");
     assert_eq!(tag_of(&set, "flannel-cni-plugin"), "v1.1.2");
+    assert!(set.notes.is_empty(), "{:?}", set.notes);
+}
 
-    let err = p.image_set("c10f", None, Some("v0.18.1")).unwrap_err();
-    assert!(matches!(err, ProfileError::UnknownFlannel { .. }));
-    let msg = err.to_string();
-    assert!(
-        msg.contains("v0.19.0–v0.20.2") && msg.contains("v0.28.9"),
-        "{msg}"
+#[test]
+fn a_manifest_deploying_another_flannel_is_said_and_carried() {
+    let p = builtin();
+    for (asked, deployed) in [
+        ("v0.19.0", "v0.18.1"),
+        ("v0.19.1", "v0.19.0"),
+        ("v0.21.0", "v0.20.2"),
+        ("v0.21.2", "v0.20.2"),
+        ("v0.23.0", "v0.22.3"),
+    ] {
+        let set = p.image_set("c10f", Some("v1.26.9"), Some(asked)).unwrap();
+        // the one the cluster runs first, then the one podsec's wrapper pre-pulls
+        assert_eq!(tag_of(&set, "flannel"), deployed, "{asked}");
+        let names = set.names();
+        assert!(
+            names.contains(&format!("c10f/flannel:{asked}")),
+            "{names:?}"
+        );
+        assert_eq!(set.flannel_tag.as_deref(), Some(asked));
+        assert!(
+            set.notes
+                .iter()
+                .any(|n| n.contains(asked) && n.contains(deployed)),
+            "{asked}: {:?}",
+            set.notes
+        );
+    }
+}
+
+#[test]
+fn a_flannel_without_a_podsec_manifest_is_refused_naming_the_known() {
+    let p = builtin();
+    for tag in ["v0.18.1", "v0.26.6", "v0.27.0", "latest"] {
+        let err = p.image_set("c10f", None, Some(tag)).unwrap_err();
+        assert!(matches!(err, ProfileError::UnknownFlannel { .. }), "{tag}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("v0.19.0")
+                && msg.contains("v0.26.7")
+                && msg.contains("--flannel-manifest"),
+            "{msg}"
+        );
+    }
+}
+
+/// A kube-flannel.yml laid out as podsec installs it (the shape of podsec's
+/// 0/21/0 manifest: upstream names, a flannel tag other than the directory's).
+const KUBE_FLANNEL_YML: &str = r#"---
+kind: Namespace
+apiVersion: v1
+metadata:
+  name: kube-flannel
+---
+kind: ConfigMap
+apiVersion: v1
+metadata:
+  name: kube-flannel-cfg
+data:
+  net-conf.json: "{}"
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: kube-flannel-ds
+spec:
+  template:
+    spec:
+      initContainers:
+      - name: install-cni-plugin
+        image: docker.io/flannel/flannel-cni-plugin:v1.1.2
+       #image: docker.io/rancher/mirrored-flannelcni-flannel-cni-plugin:v1.1.2
+      - name: install-cni
+        image: docker.io/flannel/flannel:v0.20.2
+      containers:
+      - name: kube-flannel
+        image: docker.io/flannel/flannel:v0.20.2
+"#;
+
+#[test]
+fn flannel_manifest_file_gives_the_images() {
+    let m = flannel_images_from_manifest(KUBE_FLANNEL_YML).unwrap();
+    assert_eq!(
+        m,
+        FlannelImages {
+            flannel: "v0.20.2".into(),
+            cni_plugin: "v1.1.2".into()
+        }
     );
-    assert!(p.flannel_cni_plugin("v0.29.0").is_err());
-    assert!(p.flannel_cni_plugin("latest").is_err());
+    // a tag podsec has no manifest for is accepted with the file
+    let opts = SetOptions {
+        kube_version: Some("v1.26.9".into()),
+        flannel_tag: Some("v0.27.0".into()),
+        flannel_manifest: Some(m.clone()),
+        ..SetOptions::default()
+    };
+    let set = builtin().image_set_with("c10f", &opts).unwrap();
+    assert_eq!(tag_of(&set, "flannel"), "v0.20.2");
+    assert_eq!(tag_of(&set, "flannel-cni-plugin"), "v1.1.2");
+    // without --flannel-tag the manifest's flannel is the one asked for
+    let opts = SetOptions {
+        flannel_tag: None,
+        ..opts
+    };
+    let set = builtin().image_set_with("c10f", &opts).unwrap();
+    assert_eq!(set.flannel_tag.as_deref(), Some("v0.20.2"));
+    for bad in [
+        "kind: ConfigMap\n",
+        "kind: DaemonSet\nspec: {template: {spec: {containers: [{image: \"x/flannel\"}]}}}\n",
+        "kind: DaemonSet\nspec: {template: {spec: {containers: [{image: \"x/flannel:v1\"}]}}}\n",
+    ] {
+        assert!(flannel_images_from_manifest(bad).is_err(), "{bad}");
+    }
+    // podsec's own manifests, read by the same rule, agree with the table
+    let podsec_0_26_7 = "kind: DaemonSet\nspec:\n  template:\n    spec:\n      initContainers:\n      - image: registry.altlinux.org/c10f/flannel-cni-plugin:v1.7.1-flannel1\n      - image: registry.altlinux.org/c10f/flannel:v0.26.7\n      containers:\n      - image: registry.altlinux.org/c10f/flannel:v0.26.7\n";
+    let m = flannel_images_from_manifest(podsec_0_26_7).unwrap();
+    assert_eq!(builtin().flannel_deployed("v0.26.7").unwrap(), &m);
+}
+
+#[test]
+fn flannel_cni_plugin_tag_is_carried_besides_the_deployed_one() {
+    let opts = SetOptions {
+        kube_version: Some("v1.26.9".into()),
+        flannel_cni_plugin_tag: Some("v1.6.2-flannel1".into()),
+        ..SetOptions::default()
+    };
+    let set = builtin().image_set_with("c10f", &opts).unwrap();
+    let names = set.names();
+    assert!(names.contains(&"c10f/flannel-cni-plugin:v1.7.1-flannel1".to_string()));
+    assert!(names.contains(&"c10f/flannel-cni-plugin:v1.6.2-flannel1".to_string()));
+    // the deployed one is what the wrapper gets as the set's plugin tag
+    assert_eq!(
+        set.flannel_cni_plugin_tag.as_deref(),
+        Some("v1.7.1-flannel1")
+    );
+    assert!(set.notes.iter().any(|n| n.contains("v1.6.2-flannel1")));
+}
+
+#[test]
+fn kubeadm_version_picks_pause_etcd_coredns() {
+    let p = builtin();
+    let opts = |kubeadm: &[&str]| SetOptions {
+        kube_version: Some("v1.26.9".into()),
+        kubeadm_versions: strings(kubeadm),
+        ..SetOptions::default()
+    };
+    // default: the kubeadm of the version itself
+    let set = p.image_set_with("c10f", &opts(&[])).unwrap();
+    assert_eq!(tag_of(&set, "etcd"), "3.5.6-0");
+    assert_eq!(set.kubeadm_versions, strings(&["v1.26.9"]));
+    // a host with kubeadm 1.26.15 asked for v1.26.9 wants etcd 3.5.10-0
+    let set = p.image_set_with("c10f", &opts(&["v1.26.15"])).unwrap();
+    assert_eq!(tag_of(&set, "etcd"), "3.5.10-0");
+    assert_eq!(tag_of(&set, "kube-apiserver"), "v1.26.9");
+    assert_eq!(set.kubeadm_versions, strings(&["v1.26.15"]));
+    // a mixed fleet: the union, one copy of what they share
+    let set = p
+        .image_set_with("c10f", &opts(&["v1.26.9", "1.26.15", "v1.26.11"]))
+        .unwrap();
+    let etcd: Vec<&str> = set
+        .images
+        .iter()
+        .filter(|i| i.role == "etcd")
+        .map(|i| i.tag.as_str())
+        .collect();
+    assert_eq!(etcd, ["3.5.6-0", "3.5.10-0", "3.5.9-0"]);
+    assert_eq!(set.images.iter().filter(|i| i.role == "pause").count(), 1);
+    // another minor, or a release the table lacks, is refused with what to do
+    let err = p.image_set_with("c10f", &opts(&["v1.27.3"])).unwrap_err();
+    assert!(matches!(err, ProfileError::KubeadmMinor { .. }), "{err}");
+    let err = p.image_set_with("c10f", &opts(&["v1.26.16"])).unwrap_err();
+    assert!(matches!(err, ProfileError::UnknownKubeadm { .. }), "{err}");
+    assert!(err.to_string().contains("1.26.0–1.26.15"), "{err}");
+}
+
+#[test]
+fn kubeadm_images_listing_is_the_exact_set() {
+    let listing = "registry.local/c10f/kube-apiserver:v1.26.9
+registry.local/c10f/kube-controller-manager:v1.26.9
+registry.local/c10f/kube-scheduler:v1.26.9
+registry.local/c10f/kube-proxy:v1.26.9
+registry.local/c10f/coredns:v1.9.3
+registry.local/c10f/pause:3.9
+registry.local/c10f/etcd:3.5.10-0
+";
+    let listed = parse_kubeadm_images(listing).unwrap();
+    let opts = SetOptions {
+        kubeadm_images: Some(listed.clone()),
+        ..SetOptions::default()
+    };
+    let set = builtin().image_set_with("c10f", &opts).unwrap();
+    assert_eq!(set.kube_version, "v1.26.9");
+    assert_eq!(tag_of(&set, "etcd"), "3.5.10-0");
+    assert_eq!(set.images.len(), 9);
+    assert!(set.kubeadm_versions.is_empty());
+    // the upstream form (registry.k8s.io/coredns/coredns) names the same image
+    let upstream = listing.replace(
+        "registry.local/c10f/coredns",
+        "registry.k8s.io/coredns/coredns",
+    );
+    assert_eq!(parse_kubeadm_images(&upstream).unwrap(), listed);
+    let opts = SetOptions {
+        kube_version: Some("v1.26.10".into()),
+        ..opts
+    };
+    let err = builtin().image_set_with("c10f", &opts).unwrap_err();
+    assert!(
+        matches!(err, ProfileError::KubeadmImagesVersion { .. }),
+        "{err}"
+    );
+    for bad in [
+        "",
+        "registry.local/c10f/pause:3.9\n",
+        "x/kube-apiserver\n",
+        "x/kube-apiserver:v1.26.9\nx/nginx:1\n",
+    ] {
+        assert!(parse_kubeadm_images(bad).is_err(), "{bad:?}");
+    }
 }
 
 #[test]
@@ -315,7 +529,7 @@ const KUBEADM: &str = r#"kubeadm = [
 ]
 [flannel]
 default = "v0.26.7"
-cni_plugin = [{ from = "v0.26.4", to = "v0.26.7", plugin = "v1.6.2-flannel1" }]
+manifests = [{ tag = "v0.26.7", cni_plugin = "v1.7.1-flannel1" }]
 "#;
 
 fn load(platform: &str) -> Result<Profiles, ProfileError> {

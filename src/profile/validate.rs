@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::flannel::{flannel_version, FlannelRow};
+use super::flannel::{flannel_version, FlannelManifest};
 use super::kubeadm::KubeadmRow;
 use super::schema::{FileDoc, PlatformDoc};
 use super::version::VersionReq;
@@ -78,8 +78,8 @@ impl Profiles {
                     })?;
                     flannel_default = Some((file.clone(), v));
                 }
-                for row in f.cni_plugin {
-                    flannel.push((file.clone(), Self::flannel_row(&file, row)?));
+                for row in f.manifests {
+                    flannel.push((file.clone(), Self::flannel_manifest_row(&file, row)?));
                 }
             }
             platform_docs.extend(doc.platform.into_iter().map(|p| (file.clone(), p)));
@@ -114,21 +114,17 @@ impl Profiles {
         }
         let kubeadm: Vec<KubeadmRow> = kubeadm.into_iter().map(|(_, r)| r).collect();
 
-        flannel.sort_by_key(|(_, r)| r.from);
+        flannel.sort_by_key(|(_, r)| r.tag);
         for pair in flannel.windows(2) {
             let ((fa, a), (fb, b)) = (&pair[0], &pair[1]);
-            if b.from <= a.to {
+            if a.tag == b.tag {
                 return Err(invalid(
                     fb,
-                    format!(
-                        "flannel rows {} (in {fa}) and {} overlap",
-                        a.label(),
-                        b.label()
-                    ),
+                    format!("flannel manifest {} is listed twice (also in {fa})", a.tag),
                 ));
             }
         }
-        let flannel: Vec<FlannelRow> = flannel.into_iter().map(|(_, r)| r).collect();
+        let flannel: Vec<FlannelManifest> = flannel.into_iter().map(|(_, r)| r).collect();
 
         let mut profiles = Profiles {
             platforms: Vec::new(),
@@ -137,10 +133,10 @@ impl Profiles {
         };
         let flannel_default = match flannel_default {
             Some((file, v)) => {
-                profiles.flannel_row_for(&v).ok_or_else(|| {
+                profiles.flannel_manifest_for(&v).ok_or_else(|| {
                     invalid(
                         &file,
-                        format!("[flannel].default {v} is not in the cni_plugin table"),
+                        format!("[flannel].default {v} is not among the manifests"),
                     )
                 })?;
                 Some(v.to_string())
@@ -310,11 +306,11 @@ impl Profiles {
                 let flannel = match doc.flannel {
                     Some(f) => {
                         let v = flannel_version(&f)
-                            .filter(|v| self.flannel_row_for(v).is_some())
+                            .filter(|v| self.flannel_manifest_for(v).is_some())
                             .ok_or_else(|| {
                                 invalid(
                                     file,
-                                    format!("flannel {f:?} is not in the flannel cni_plugin table"),
+                                    format!("flannel {f:?} is not among the flannel manifests"),
                                 )
                             })?;
                         v.to_string()
