@@ -12,12 +12,14 @@ pub mod cache;
 pub mod delta;
 pub mod digest;
 pub mod edits;
+pub mod error;
 pub mod fsutil;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hosts;
 pub mod interrupt;
 pub mod kubeadm;
+pub mod load;
 pub mod lock;
 pub mod oci;
 pub mod plan;
