@@ -24,6 +24,7 @@ use u7s_bundle::push::{LayerCompression, PushName, PushStats, Pusher};
 use u7s_bundle::registry::Client;
 use u7s_bundle::sign::{self, ImageSigner};
 use u7s_bundle::trust;
+use u7s_bundle::trust::install as trust_install;
 use u7s_bundle::{fsutil, interrupt};
 
 pub fn run(args: LoadArgs) -> Result<()> {
@@ -34,12 +35,12 @@ pub fn run(args: LoadArgs) -> Result<()> {
     let Streamed {
         mut pusher, signer, ..
     } = streamed;
-    check_trust_files(&cfg)?;
+    let trust_plan = plan_trust_files(&cfg)?;
     pusher.push_manifests().context("pushing manifests")?;
     let digests = manifest_digests(&pusher);
     let signatures = sign_all(&cfg, &digests, pusher.names())?;
     tag_all(&mut pusher)?;
-    let files = install_trust_files(&cfg)?;
+    let files = install_trust_files(&cfg, trust_plan)?;
     record_state(&cfg, pusher.manifest())?;
     report(&Loaded {
         cfg: &cfg,
@@ -65,6 +66,10 @@ struct LoadConfig {
     client: Client,
     plain_http: bool,
     profiles: Profiles,
+    /// The signer's public key, as the trust files install it.
+    public_key: Vec<u8>,
+    /// Where a replaced key file is saved (not in the served keys directory).
+    backups: PathBuf,
 }
 
 impl LoadConfig {
@@ -93,6 +98,8 @@ impl LoadConfig {
             })?;
         }
         Ok(LoadConfig {
+            public_key: signer.public_key_bytes()?,
+            backups: args.state_dir.join("backups"),
             progress,
             keyring,
             signer,
@@ -226,15 +233,15 @@ fn refused<T>(
 /// Every trust-file merge is computed and checked before the first
 /// signature or tag: an unmergeable policy.json must not fail the load
 /// after the tags moved.
-fn check_trust_files(cfg: &LoadConfig) -> Result<()> {
+fn plan_trust_files(cfg: &LoadConfig) -> Result<Option<trust_install::Plan>> {
     let args = &cfg.args;
     if args.no_trust_config {
-        return Ok(());
+        return Ok(None);
     }
-    write_trust_files(cfg.signer.as_ref(), args, &cfg.registry(), true)?;
+    let plan = trust_install::plan(&trust_request(cfg, &cfg.registry(), &key_file_name(cfg)))?;
     trust::registries_d::load(&args.registries_d)
         .with_context(|| format!("reading {}", args.registries_d.display()))?;
-    Ok(())
+    Ok(Some(plan))
 }
 
 fn manifest_digests(pusher: &Pusher) -> Vec<Digest> {
@@ -249,21 +256,38 @@ fn tag_all(pusher: &mut Pusher) -> Result<()> {
 }
 
 /// The trust files, last: written (or, in a dry run, what would be).
-fn install_trust_files(cfg: &LoadConfig) -> Result<Vec<String>> {
+fn install_trust_files(
+    cfg: &LoadConfig,
+    plan: Option<trust_install::Plan>,
+) -> Result<trust_install::Installed> {
+    let Some(plan) = plan else {
+        return Ok(Default::default());
+    };
+    let (registry, name) = (cfg.registry(), key_file_name(cfg));
+    let req = trust_request(cfg, &registry, &name);
+    Ok(trust_install::install(&req, &plan, cfg.args.dry_run)?)
+}
+
+/// Where load's trust files go, from the arguments.
+fn trust_request<'a>(
+    cfg: &'a LoadConfig,
+    registry: &'a str,
+    key_name: &'a str,
+) -> trust_install::Request<'a> {
     let args = &cfg.args;
-    if args.no_trust_config {
-        return Ok(Vec::new());
+    trust_install::Request {
+        registry,
+        keys_dir: &args.keys_dir,
+        policy: &args.policy,
+        registries_d: &args.registries_d,
+        registries_conf_d: cfg.plain_http.then_some(args.registries_conf_d.as_path()),
+        lookaside_url: &args.lookaside_url,
+        sigstore_dir: &args.sigstore_dir,
+        key_backups: &cfg.backups,
+        key_name,
+        public_key: &cfg.public_key,
+        fingerprint: cfg.signer.fingerprint(),
     }
-    let registry = cfg.registry();
-    let mut changes = write_trust_files(cfg.signer.as_ref(), args, &registry, args.dry_run)?;
-    if cfg.plain_http {
-        changes.extend(mark_insecure(
-            &args.registries_conf_d,
-            &registry,
-            args.dry_run,
-        )?);
-    }
-    Ok(changes)
 }
 
 /// What was loaded, for preflight/init/join to default to.
@@ -298,7 +322,7 @@ struct Loaded<'a> {
     pusher: &'a Pusher<'a>,
     push: PushStats,
     signatures: SignStats,
-    files: Vec<String>,
+    files: trust_install::Installed,
     /// False when the rest of the archive was not needed (every layer present).
     complete: bool,
 }
@@ -325,9 +349,31 @@ fn report_json(l: &Loaded) {
         "images": images,
         "push": l.push,
         "signatures": l.signatures,
-        "files": l.files,
+        "files": l.files.files,
+        "warnings": l.files.warnings.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "archive_fully_read": l.complete,
     }));
+}
+
+/// One line a trust file that changed (or would), then the warnings.
+fn report_files(installed: &trust_install::Installed, dry_run: bool) {
+    use trust_install::Action;
+    for f in &installed.files {
+        let verb = match (f.action, dry_run) {
+            (Action::Unchanged, _) => continue,
+            (Action::Created, false) => "created",
+            (Action::Updated, false) => "updated",
+            (Action::Created, true) => "would create",
+            (Action::Updated, true) => "would update",
+        };
+        match &f.backup {
+            Some(b) => println!("{verb} {} (backup: {})", f.path.display(), b.display()),
+            None => println!("{verb} {}", f.path.display()),
+        }
+    }
+    for w in &installed.warnings {
+        println!("{w}");
+    }
 }
 
 fn report_text(l: &Loaded) {
@@ -368,9 +414,7 @@ fn report_text(l: &Loaded) {
         Some(f) => println!("bundle signed by {f}"),
         None => println!("bundle NOT signed (accepted with --allow-unsigned)"),
     }
-    for c in &l.files {
-        println!("{c}");
-    }
+    report_files(&l.files, args.dry_run);
 }
 
 #[derive(Debug, Default, serde::Serialize)]
@@ -399,10 +443,9 @@ fn moved_aside_note(m: &trust::lookaside::MovedAside) -> String {
 /// signature by this key for this identity is already there (reloads write
 /// nothing and never pile up signature-N files).
 fn sign_all(cfg: &LoadConfig, digests: &[Digest], names: &[PushName]) -> Result<SignStats> {
-    let (signer, registry) = (cfg.signer.as_ref(), &cfg.registry());
-    let (sigstore, dry_run) = (&cfg.args.sigstore_dir, cfg.args.dry_run);
+    let (registry, sigstore, dry_run) = (&cfg.registry(), &cfg.args.sigstore_dir, cfg.args.dry_run);
     let mut stats = SignStats::default();
-    let own = sign::keys::load_keyring_bytes(&signer.public_key_bytes()?)?;
+    let own = sign::keys::load_keyring_bytes(&cfg.public_key)?;
     let created = time::OffsetDateTime::now_utc().unix_timestamp();
     for n in names {
         let digest: &Digest = &digests[n.image];
@@ -427,130 +470,50 @@ fn sign_all(cfg: &LoadConfig, digests: &[Digest], names: &[PushName]) -> Result<
             stats.present += 1;
             continue;
         }
-        if dry_run {
-            stats.written += 1;
-            continue;
+        if !dry_run {
+            sign_one(cfg, &own, n, digest, created)?;
         }
-        let payload = sign::payload(
-            &identity,
-            &digest.to_string(),
-            concat!("u7s-bundle ", env!("CARGO_PKG_VERSION")),
-            created,
-        );
-        let sig = signer
-            .sign_payload(&payload)
-            .with_context(|| format!("signing {identity}"))?;
-        trust::lookaside::store_signature(
-            sigstore,
-            &n.repository,
-            &digest.lookaside_form(),
-            &sig,
-            |old| {
-                // A signature by the same key for the same identity (e.g. an expired
-                // or re-made one) is replaced, not added to.
-                sign::verify_simple(&own, old)
-                    .map(|(p, _)| p.docker_reference == identity)
-                    .unwrap_or(false)
-            },
-        )
-        .with_context(|| {
-            format!(
-                "writing the signature of {identity} under {}",
-                sigstore.display()
-            )
-        })?;
         stats.written += 1;
     }
     Ok(stats)
 }
 
-/// The public key, policy.json (+ its copy for other nodes), registries.d.
-fn write_trust_files(
-    signer: &dyn ImageSigner,
-    args: &LoadArgs,
-    registry: &str,
-    dry_run: bool,
-) -> Result<Vec<String>> {
-    // Never over another key: a policy rule may name that file.
-    let (name, key_present) =
-        trust::keys::choose_key_name(&args.keys_dir, &key_file_name(signer), signer.fingerprint())
-            .with_context(|| format!("choosing a key file in {}", args.keys_dir.display()))?;
-    // policy.json needs an absolute keyPath: CRI-O would resolve a relative one
-    // from its own working directory.
-    let key_path = absolute(&args.keys_dir).join(format!("{name}.pgp"));
-    let mut out = Vec::new();
-    let existing_policy = match std::fs::read(&args.policy) {
-        Ok(b) => Some(b),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(e).with_context(|| format!("reading {}", args.policy.display())),
-    };
-    let (policy, policy_changed) =
-        trust::policy::merge_signed_by(existing_policy.as_deref(), registry, &key_path)
-            .with_context(|| format!("merging into {}", args.policy.display()))?;
-    let staging = format!("file://{}", absolute(&args.sigstore_dir).display());
-    if dry_run {
-        out.push(format!("would write {}", key_path.display()));
-        if policy_changed {
-            out.push(format!("would update {}", args.policy.display()));
-        }
-        out.push(format!(
-            "would write {}",
-            args.keys_dir.join("policy.json").display()
-        ));
-        out.push(format!(
-            "would configure {} (lookaside {})",
-            args.registries_d.display(),
-            args.lookaside_url
-        ));
-        return Ok(out);
-    }
-    fsutil::create_dir_all_mode(&args.keys_dir, 0o755)
-        .with_context(|| format!("creating {}", args.keys_dir.display()))?;
-    if !key_present {
-        let (p, _) = trust::keys::install_public_key(
-            &args.keys_dir,
-            &name,
-            &signer.public_key_bytes()?,
-            Some(&args.state_dir.join("backups")),
+/// One new signature for `n`, stored in the lookaside directory.
+fn sign_one(
+    cfg: &LoadConfig,
+    own: &[sequoia_openpgp::Cert],
+    n: &PushName,
+    digest: &Digest,
+    created: i64,
+) -> Result<()> {
+    let (identity, sigstore) = (n.identity(&cfg.registry()), &cfg.args.sigstore_dir);
+    let payload = sign::payload(
+        &identity,
+        &digest.to_string(),
+        concat!("u7s-bundle ", env!("CARGO_PKG_VERSION")),
+        created,
+    );
+    let sig = (cfg.signer.sign_payload(&payload)).with_context(|| format!("signing {identity}"))?;
+    trust::lookaside::store_signature(
+        sigstore,
+        &n.repository,
+        &digest.lookaside_form(),
+        &sig,
+        |old| {
+            // A signature by the same key for the same identity (e.g. an expired
+            // or re-made one) is replaced, not added to.
+            sign::verify_simple(own, old)
+                .map(|(p, _)| p.docker_reference == identity)
+                .unwrap_or(false)
+        },
+    )
+    .with_context(|| {
+        format!(
+            "writing the signature of {identity} under {}",
+            sigstore.display()
         )
-        .with_context(|| format!("writing the public key into {}", args.keys_dir.display()))?;
-        out.push(format!("wrote {}", p.display()));
-    }
-    if let Some(parent) = args.policy.parent() {
-        fsutil::create_dir_all_mode(parent, 0o755)?;
-    }
-    if let Some(b) = fsutil::write_atomic_with_backup(&args.policy, &policy, 0o644)
-        .with_context(|| format!("writing {}", args.policy.display()))?
-    {
-        out.push(format!(
-            "updated {} (backup: {})",
-            args.policy.display(),
-            b.display()
-        ));
-    } else if policy_changed {
-        out.push(format!("wrote {}", args.policy.display()));
-    }
-    let copy = args.keys_dir.join("policy.json");
-    let copy_existed = copy.exists();
-    match fsutil::write_atomic_with_backup(&copy, &policy, 0o644)
-        .with_context(|| format!("writing {}", copy.display()))?
-    {
-        Some(b) => out.push(format!(
-            "updated {} (backup: {})",
-            copy.display(),
-            b.display()
-        )),
-        None if !copy_existed => out.push(format!("wrote {}", copy.display())),
-        None => {}
-    }
-    fsutil::create_dir_all_mode(&args.registries_d, 0o755)?;
-    for c in
-        trust::registries_d::configure(&args.registries_d, registry, &args.lookaside_url, &staging)
-            .with_context(|| format!("configuring {}", args.registries_d.display()))?
-    {
-        out.push(c.to_string());
-    }
-    Ok(out)
+    })?;
+    Ok(())
 }
 
 /// Every path load writes, checked before anything is read (a dry run too).
@@ -593,23 +556,9 @@ fn probe_failed(args: &LoadArgs, fingerprint: &str) -> String {
     msg
 }
 
-/// Plain HTTP: the registries.conf drop-in that lets podman and CRI-O pull.
-fn mark_insecure(conf_d: &Path, registry: &str, dry_run: bool) -> Result<Vec<String>> {
-    let plan = trust::registries_conf::plan(conf_d, registry)
-        .with_context(|| format!("checking {}", conf_d.display()))?;
-    if dry_run {
-        return Ok(plan
-            .changes
-            .iter()
-            .map(|c| format!("would do: {c}"))
-            .collect());
-    }
-    let changes = trust::registries_conf::apply(plan)?;
-    Ok(changes.iter().map(ToString::to_string).collect())
-}
-
 /// `imagemaker` from `imagemaker@example.org`; the fingerprint when there is no email.
-fn key_file_name(signer: &dyn ImageSigner) -> String {
+fn key_file_name(cfg: &LoadConfig) -> String {
+    let signer = cfg.signer.as_ref();
     let local = signer
         .email()
         .and_then(|e| e.split('@').next().map(str::to_string))

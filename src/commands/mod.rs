@@ -21,6 +21,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 
 use crate::cli::{Cli, Command, RegistryArgs, SelectArgs, TrustArgs};
+use u7s_bundle::bundle::{reader, volumes};
 use u7s_bundle::error::Class;
 use u7s_bundle::profile::{ImageSet, Profiles};
 use u7s_bundle::registry::{self, auth::Credentials, Client, ClientOptions};
@@ -106,6 +107,24 @@ pub fn error_message(err: &anyhow::Error) -> String {
         msg.push_str(&text);
     }
     msg
+}
+
+/// bundle.json and its signature, the first entries of a bundle file or
+/// volume set (nothing else is read, the volume index's signature is not
+/// checked): what `inspect` shows and `preflight`/`init`/`join` select by.
+pub fn read_header(path: &Path) -> Result<reader::Header> {
+    let not_bundle = || {
+        anyhow::anyhow!(
+            "{} has no bundle.json first: not a u7s bundle (a legacy podsec archive?)",
+            path.display()
+        )
+    };
+    if !volumes::is_volume_path(path) && reader::is_legacy(path).unwrap_or(false) {
+        return Err(not_bundle());
+    }
+    let input = volumes::Input::open(path, None, None)
+        .with_context(|| format!("opening {}", path.display()))?;
+    reader::read_header(input).with_context(|| format!("reading {}", path.display()))
 }
 
 pub fn load_profiles(dir: Option<&Path>) -> Result<Profiles> {
