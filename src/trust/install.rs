@@ -24,31 +24,31 @@ pub enum InstallError {
     KeyName {
         dir: PathBuf,
         #[source]
-        source: keys::KeyError,
+        source: Box<keys::KeyError>,
     },
     #[error("writing the public key into {}: {source}", .dir.display())]
     Key {
         dir: PathBuf,
         #[source]
-        source: keys::KeyError,
+        source: Box<keys::KeyError>,
     },
     #[error("merging into {}: {source}", .path.display())]
     Policy {
         path: PathBuf,
         #[source]
-        source: policy::PolicyError,
+        source: Box<policy::PolicyError>,
     },
     #[error("configuring {}: {source}", .dir.display())]
     RegistriesD {
         dir: PathBuf,
         #[source]
-        source: registries_d::RegistriesDError,
+        source: Box<registries_d::RegistriesDError>,
     },
     #[error("checking {}: {source}", .dir.display())]
     RegistriesConf {
         dir: PathBuf,
         #[source]
-        source: registries_conf::RegistriesConfError,
+        source: Box<registries_conf::RegistriesConfError>,
     },
     #[error("{}: {source}", .path.display())]
     Io {
@@ -132,7 +132,7 @@ pub fn plan(req: &Request) -> Result<Plan> {
         keys::choose_key_name(req.keys_dir, req.key_name, req.fingerprint).map_err(|source| {
             InstallError::KeyName {
                 dir: req.keys_dir.to_path_buf(),
-                source,
+                source: Box::new(source),
             }
         })?;
     // policy.json needs an absolute keyPath: CRI-O would resolve a relative
@@ -143,7 +143,7 @@ pub fn plan(req: &Request) -> Result<Plan> {
         policy::merge_signed_by(existing.as_deref(), req.registry, &key_path).map_err(
             |source| InstallError::Policy {
                 path: req.policy.to_path_buf(),
-                source,
+                source: Box::new(source),
             },
         )?;
     Ok(Plan {
@@ -200,7 +200,7 @@ fn install_key(req: &Request, plan: &Plan, dry_run: bool) -> Result<FileChange> 
         )
         .map_err(|source| InstallError::Key {
             dir: req.keys_dir.to_path_buf(),
-            source,
+            source: Box::new(source),
         })?;
     }
     Ok(FileChange {
@@ -252,7 +252,7 @@ fn write_file(path: &Path, data: &[u8], action: Action, dry_run: bool) -> Result
 fn configure_registries_d(req: &Request, plan: &Plan, dry_run: bool) -> Result<Vec<Change>> {
     let err = |source| InstallError::RegistriesD {
         dir: req.registries_d.to_path_buf(),
-        source,
+        source: Box::new(source),
     };
     let configure = |dir: &Path| {
         registries_d::configure(dir, req.registry, req.lookaside_url, &plan.staging).map_err(err)
@@ -297,7 +297,7 @@ fn copy_yaml_files(from: &Path, to: &Path) -> Result<()> {
 fn mark_insecure(conf_d: &Path, registry: &str, dry_run: bool) -> Result<Vec<Change>> {
     let err = |source| InstallError::RegistriesConf {
         dir: conf_d.to_path_buf(),
-        source,
+        source: Box::new(source),
     };
     let plan = registries_conf::plan(conf_d, registry).map_err(err)?;
     if dry_run {
