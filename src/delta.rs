@@ -244,20 +244,8 @@ impl Base {
 /// bundle.json of a bundle file or volume set (its first entry only).
 fn read_bundle_json(path: &Path) -> Result<(BundleManifest, Vec<u8>), String> {
     let input = Input::open(path, None, None).map_err(|e| e.to_string())?;
-    let mut got = None;
-    let r = reader::read_bundle(
-        input,
-        |h| {
-            got = Some((h.manifest.clone(), h.raw_manifest.clone()));
-            Err("read no further".into())
-        },
-        |_, _| Ok(()),
-    );
-    match (got, r) {
-        (Some(g), _) => Ok(g),
-        (None, Err(e)) => Err(e.to_string()),
-        (None, Ok(_)) => Err("no bundle.json".into()),
-    }
+    let h = reader::read_header(input).map_err(|e| e.to_string())?;
+    Ok((h.manifest, h.raw_manifest))
 }
 
 /// Leave out of `a` every layer `base` holds; returns the bytes saved.

@@ -12,7 +12,8 @@
 use std::io::Cursor;
 use std::path::Path;
 
-use crate::bundle::reader::{self, Entry};
+use crate::bundle::reader::{self, Entry, Flow};
+use crate::bundle::BundleManifest;
 use crate::reference::Reference;
 use crate::trust::{policy, registries_d};
 
@@ -30,28 +31,38 @@ pub fn bundle_reader(data: &[u8]) {
             Err(_) => return,
         }
     };
-    let mut blobs = 0u64;
-    let result = reader::read_bundle(
-        Cursor::new(input),
-        |_| Ok(()),
-        |_, entry| {
-            if let Entry::Blob { reader, .. } = entry {
-                // Read only part of some blobs: the reader must drain and
-                // check the rest itself.
-                let mut buf = [0u8; 512];
-                let _ = reader.read(&mut buf)?;
-                blobs += 1;
-                if blobs % 2 == 0 {
-                    std::io::copy(reader, &mut std::io::sink())?;
-                    assert!(reader.verified(), "a blob read to its end is verified");
-                }
-            }
-            Ok(())
-        },
-    );
-    if let Ok(h) = result {
+    let result = reader::read_bundle(Cursor::new(input), &mut HalfReader { blobs: 0 });
+    if let Ok(out) = result {
         // Whatever it accepted is a valid manifest in every respect.
-        h.manifest.validate().expect("accepted manifests validate");
+        out.header
+            .manifest
+            .validate()
+            .expect("accepted manifests validate");
+    }
+}
+
+/// Reads only part of some blobs: the reader must drain and check the rest
+/// itself.
+struct HalfReader {
+    blobs: u64,
+}
+
+impl reader::BundleSink for HalfReader {
+    type Error = reader::ReadError;
+    fn header(&mut self, _: &reader::Header) -> Result<Flow, reader::ReadError> {
+        Ok(Flow::Continue)
+    }
+    fn entry(&mut self, _: &BundleManifest, entry: Entry<'_>) -> Result<Flow, reader::ReadError> {
+        if let Entry::Blob { reader, .. } = entry {
+            let mut buf = [0u8; 512];
+            let _ = reader.read(&mut buf)?;
+            self.blobs += 1;
+            if self.blobs % 2 == 0 {
+                std::io::copy(reader, &mut std::io::sink())?;
+                assert!(reader.verified(), "a blob read to its end is verified");
+            }
+        }
+        Ok(Flow::Continue)
     }
 }
 

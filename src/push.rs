@@ -228,8 +228,8 @@ pub struct PushStats {
 
 pub struct Pusher<'a> {
     client: &'a Client,
-    m: &'a BundleManifest,
-    names: &'a [PushName],
+    m: BundleManifest,
+    names: Vec<PushName>,
     dry_run: bool,
     /// Layer digest → repositories that need it.
     need: BTreeMap<Digest, Vec<String>>,
@@ -257,16 +257,29 @@ impl Drop for Pusher<'_> {
     }
 }
 
+impl PushError {
+    /// A blob that did not verify, or could not be read from the archive, is
+    /// the archive's fault; the registry failing is not.
+    pub fn class(&self) -> crate::error::Class {
+        match self {
+            PushError::NotVerified { .. } | PushError::Archive { .. } => {
+                crate::error::Class::Untrusted
+            }
+            _ => crate::error::Class::Failed,
+        }
+    }
+}
+
 impl<'a> Pusher<'a> {
     pub fn new(
         client: &'a Client,
-        m: &'a BundleManifest,
-        names: &'a [PushName],
+        m: BundleManifest,
+        names: Vec<PushName>,
         dry_run: bool,
         compression: LayerCompression,
     ) -> Pusher<'a> {
         let mut need: BTreeMap<Digest, Vec<String>> = BTreeMap::new();
-        for n in names {
+        for n in &names {
             for l in &m.images[n.image].layers {
                 let v = need.entry(l.clone()).or_default();
                 if !v.contains(&n.repository) {
@@ -288,6 +301,16 @@ impl<'a> Pusher<'a> {
             pending: None,
             stats: PushStats::default(),
         }
+    }
+
+    /// The bundle's manifest, with the names its images are pushed under.
+    pub fn manifest(&self) -> &BundleManifest {
+        &self.m
+    }
+
+    /// Every (image, repository, tag) this load pushes.
+    pub fn names(&self) -> &[PushName] {
+        &self.names
     }
 
     fn reg_err(
@@ -657,7 +680,7 @@ impl<'a> Pusher<'a> {
         self.settle_pending()?;
         self.rewrite_manifests()?;
         let mut by_image: BTreeMap<usize, Vec<&PushName>> = BTreeMap::new();
-        for n in self.names {
+        for n in &self.names {
             by_image.entry(n.image).or_default().push(n);
         }
         let mut work = Vec::new();
@@ -758,11 +781,11 @@ impl<'a> Pusher<'a> {
     /// at a time as [`Pusher::push_manifests`] does.
     pub fn tag_all(&mut self) -> Result<(), PushError> {
         let mut work = Vec::new();
-        for n in self.names {
+        for n in &self.names {
             let (digest, manifest) = self.manifest_of(n.image)?;
             work.push((n, digest, manifest));
         }
-        let (client, dry_run, m) = (self.client, self.dry_run, self.m);
+        let (client, dry_run, m) = (self.client, self.dry_run, &self.m);
         let set = in_parallel(&work, |(n, digest, manifest)| {
             let err = || Self::reg_err(format!("tag {}", n.tag), &n.repository);
             let current = client.head_manifest(&n.repository, &n.tag).map_err(err())?;

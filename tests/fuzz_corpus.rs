@@ -64,22 +64,36 @@ fn the_bundle_seeds_are_what_their_names_say() {
     for (path, data) in corpus("bundle_reader") {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let input = zstd::stream::encode_all(&data[..], 1).unwrap();
-        let r = reader::read_bundle(
-            Cursor::new(input),
-            |_| Ok(()),
-            |_, e| {
-                if let reader::Entry::Blob { reader, .. } = e {
-                    std::io::copy(reader, &mut std::io::sink())?;
-                }
-                Ok(())
-            },
-        );
+        let r = reader::read_bundle(Cursor::new(input), &mut ReadAll);
         match name.as_str() {
             "valid.tar" | "signed-shape.tar" => {
                 assert!(r.is_ok(), "{name}: {:?}", r.err().map(|e| e.to_string()))
             }
             _ => assert!(r.is_err(), "{name} was accepted"),
         }
+    }
+}
+
+/// Reads every blob to its end.
+struct ReadAll;
+
+impl u7s_bundle::bundle::reader::BundleSink for ReadAll {
+    type Error = u7s_bundle::bundle::reader::ReadError;
+    fn header(
+        &mut self,
+        _: &u7s_bundle::bundle::reader::Header,
+    ) -> Result<u7s_bundle::bundle::reader::Flow, Self::Error> {
+        Ok(u7s_bundle::bundle::reader::Flow::Continue)
+    }
+    fn entry(
+        &mut self,
+        _: &u7s_bundle::bundle::BundleManifest,
+        e: u7s_bundle::bundle::reader::Entry<'_>,
+    ) -> Result<u7s_bundle::bundle::reader::Flow, Self::Error> {
+        if let u7s_bundle::bundle::reader::Entry::Blob { reader, .. } = e {
+            std::io::copy(reader, &mut std::io::sink())?;
+        }
+        Ok(u7s_bundle::bundle::reader::Flow::Continue)
     }
 }
 

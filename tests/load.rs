@@ -882,3 +882,49 @@ fn a_missing_archive_exits_1_once_and_an_unresolvable_registry_points_at_etc_hos
         "{err}"
     );
 }
+
+/// `files[]` in `--json` are objects (path, action, backup), and `--dry-run`
+/// reports the same files and actions the real run then has; a reload
+/// changes none of them.
+#[test]
+fn dry_run_reports_the_files_the_real_run_changes() {
+    let s = Site::new();
+    let key = s.signer_key.to_str().unwrap().to_string();
+    let files = |extra: &[&str]| -> Vec<(String, String)> {
+        let mut args = vec!["--sign-key", key.as_str(), "--json"];
+        args.extend_from_slice(extra);
+        let j: Value =
+            serde_json::from_str(&stdout_ok(&s.load(&s.archive.clone(), &args))).unwrap();
+        let mut out: Vec<(String, String)> = j["files"]
+            .as_array()
+            .unwrap_or_else(|| panic!("files[] is not a list: {j}"))
+            .iter()
+            .map(|f| {
+                assert!(f.get("backup").is_some(), "{f}");
+                (
+                    f["path"]
+                        .as_str()
+                        .unwrap_or_else(|| panic!("{f}"))
+                        .to_string(),
+                    f["action"]
+                        .as_str()
+                        .unwrap_or_else(|| panic!("{f}"))
+                        .to_string(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    let planned = files(&["--dry-run"]);
+    assert!(planned.iter().any(|(_, a)| a == "created"), "{planned:?}");
+    assert!(s.trust_snapshot().is_empty());
+    assert_eq!(
+        files(&[]),
+        planned,
+        "the real run did what the dry run said"
+    );
+    let again = files(&["--dry-run"]);
+    assert!(again.iter().all(|(_, a)| a == "unchanged"), "{again:?}");
+    assert!(files(&[]).iter().all(|(_, a)| a == "unchanged"));
+}

@@ -18,8 +18,7 @@ use super::model::{
     SIGNATURE_NAME,
 };
 use crate::digest::{Digest, Hasher};
-
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::error::Class;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -45,8 +44,56 @@ pub enum ReadError {
     Missing(String),
     #[error("the archive is truncated or corrupt after its last entry: {0}")]
     Trailer(String),
-    #[error("{0}")]
-    Rejected(BoxError),
+}
+
+impl ReadError {
+    /// Everything wrong with the archive's content means it is not to be
+    /// trusted; only an archive that could not be opened at all (missing,
+    /// unreadable, a directory) is a plain failure.
+    pub fn class(&self) -> Class {
+        use io::ErrorKind as K;
+        match self {
+            ReadError::Io(e)
+                if matches!(
+                    e.kind(),
+                    K::NotFound | K::PermissionDenied | K::IsADirectory
+                ) =>
+            {
+                Class::Failed
+            }
+            _ => Class::Untrusted,
+        }
+    }
+}
+
+/// What the sink wants after an entry: ripgrep's `Sink` and `WalkState` in
+/// one. `Stop` ends the read cleanly (nothing after it is checked; the read
+/// reports it was not complete), so a caller needing only a prefix of the
+/// archive says so without faking an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    Stop,
+}
+
+/// Who consumes a bundle as it is read. Its own error type carries the
+/// reader's (`From<ReadError>`), so one error tells the caller what went
+/// wrong, the archive's fault or the sink's.
+pub trait BundleSink {
+    type Error: From<ReadError>;
+    /// bundle.json and its signature, before any other byte is looked at:
+    /// the place to check the signature.
+    fn header(&mut self, header: &Header) -> Result<Flow, Self::Error>;
+    /// Every other entry, in archive order; a blob must be read to its end to
+    /// count as verified (the reader drains the rest itself on `Continue`).
+    fn entry(&mut self, manifest: &BundleManifest, entry: Entry<'_>) -> Result<Flow, Self::Error>;
+}
+
+/// A finished read: the header, and whether the sink let it run to the end
+/// (every entry seen and checked, the archive's end too).
+pub struct Outcome {
+    pub header: Header,
+    pub complete: bool,
 }
 
 /// The header entries, available before anything else is read.
@@ -113,23 +160,50 @@ impl<R: Read> Read for BlobReader<R> {
     }
 }
 
-/// Read `input` as a bundle. `check_header` runs after bundle.json and its
-/// signature are read and before anything else; an error from it stops the read.
-/// `on_entry` gets every other entry in archive order; a blob must be read to its
-/// end for it to count as verified (it is drained if the callback stops early).
-pub fn read_bundle(
-    input: impl Read,
-    check_header: impl FnOnce(&Header) -> Result<(), BoxError>,
-    mut on_entry: impl FnMut(&BundleManifest, Entry<'_>) -> Result<(), BoxError>,
-) -> Result<Header, ReadError> {
-    let (codec, decoded) = compress::decoder(BufReader::with_capacity(1 << 20, input))?;
+/// Read `input` as a bundle into `sink`: the header first, then (unless the
+/// sink stopped) every other entry, each checked before or as it is handed on.
+pub fn read_bundle<S: BundleSink>(input: impl Read, sink: &mut S) -> Result<Outcome, S::Error> {
+    let (codec, decoded) =
+        compress::decoder(BufReader::with_capacity(1 << 20, input)).map_err(ReadError::from)?;
     let mut archive = tar::Archive::new(decoded);
     // Raw: the tar crate must not act on PAX or GNU extension records (it
     // would buffer them, and reads them differently from GNU tar); every
     // header is checked to be the plain ustar the writer makes.
-    let mut entries = archive.entries()?.raw(true);
+    let mut entries = archive.entries().map_err(ReadError::from)?.raw(true);
+    let (header, pending) = header_entries(&mut entries, codec)?;
+    let mut complete = sink.header(&header)? == Flow::Continue;
+    if complete {
+        complete = read_body(&mut entries, pending, &header.manifest, Mode::Bundle, sink)?;
+    }
+    if complete {
+        strict_end(archive.into_inner())?;
+    }
+    Ok(Outcome { header, complete })
+}
 
-    // 1. bundle.json, then maybe its signature.
+/// bundle.json and its signature, and nothing more: what `inspect`,
+/// `preflight` and a delta's base need. Every check of [`read_bundle`] on
+/// those two entries applies.
+pub fn read_header(input: impl Read) -> Result<Header, ReadError> {
+    struct HeaderOnly;
+    impl BundleSink for HeaderOnly {
+        type Error = ReadError;
+        fn header(&mut self, _: &Header) -> Result<Flow, ReadError> {
+            Ok(Flow::Stop)
+        }
+        fn entry(&mut self, _: &BundleManifest, _: Entry<'_>) -> Result<Flow, ReadError> {
+            Ok(Flow::Stop)
+        }
+    }
+    Ok(read_bundle(input, &mut HeaderOnly)?.header)
+}
+
+/// The first entries: bundle.json (strictly parsed), then its signature if
+/// it is next; the entry after them, if already taken, is handed back.
+fn header_entries<'a, R: Read + 'a>(
+    entries: &mut tar::Entries<'a, R>,
+    codec: Codec,
+) -> Result<(Header, Option<tar::Entry<'a, R>>), ReadError> {
     let first = entries.next().ok_or_else(|| ReadError::NoManifest {
         first: "<empty archive>".into(),
     })??;
@@ -155,16 +229,7 @@ pub fn read_bundle(
         signature,
         codec,
     };
-    check_header(&header).map_err(ReadError::Rejected)?;
-    read_body(
-        &mut entries,
-        pending,
-        &header.manifest,
-        Mode::Bundle,
-        &mut on_entry,
-    )?;
-    strict_end(archive.into_inner())?;
-    Ok(header)
+    Ok((header, pending))
 }
 
 /// How strictly the body is read.
@@ -178,19 +243,22 @@ enum Mode {
     Legacy,
 }
 
-/// The entries after the header, checked against `m`.
-fn read_body<'a, R: Read + 'a>(
+/// What an entry name stands for in bundle.json.
+enum Want<'m> {
+    Layout(&'m super::model::FileEntry),
+    Blob(&'m BlobEntry),
+}
+
+/// The entries after the header, checked against `m`; false when the sink
+/// stopped the read.
+fn read_body<'a, R: Read + 'a, S: BundleSink>(
     entries: &mut tar::Entries<'a, R>,
     first: Option<tar::Entry<'a, R>>,
     m: &BundleManifest,
     mode: Mode,
-    on_entry: &mut dyn FnMut(&BundleManifest, Entry<'_>) -> Result<(), BoxError>,
-) -> Result<(), ReadError> {
-    // 2. The expected entries: name → what it is.
-    enum Want<'a> {
-        Layout(&'a super::model::FileEntry),
-        Blob(&'a BlobEntry),
-    }
+    sink: &mut S,
+) -> Result<bool, S::Error> {
+    // The expected entries: name → what it is.
     let mut want: BTreeMap<String, Want> = BTreeMap::new();
     for f in &m.layout {
         want.insert(format!("{}/{}", m.arch, f.path), Want::Layout(f));
@@ -201,114 +269,136 @@ fn read_body<'a, R: Read + 'a>(
     let mut seen: BTreeMap<String, ()> = BTreeMap::new();
 
     let mut next = first.map(Ok);
-    loop {
-        let e = match next.take().or_else(|| entries.next()) {
-            None => break,
-            Some(e) => e?,
-        };
-        let name = match mode {
-            Mode::Bundle => plain_ustar(e.header())?,
-            Mode::Legacy => entry_name(&e).trim_start_matches("./").to_string(),
-        };
-        if name == SIGNATURE_NAME || name == MANIFEST_NAME {
-            return Err(ReadError::Duplicate { name });
-        }
-        let kind = e.header().entry_type();
-        if mode == Mode::Legacy && kind == tar::EntryType::Directory {
+    while let Some(e) = next.take().or_else(|| entries.next()) {
+        let e = e.map_err(ReadError::from)?;
+        let Some((name, w)) = admit(&e, &want, &mut seen, mode)? else {
             continue;
-        }
-        if !matches!(kind, tar::EntryType::Regular) {
-            return Err(ReadError::BadEntry {
-                name,
-                why: format!("is a {kind:?}, only regular files are allowed"),
-            });
-        }
-        let Some(w) = want.get(&name) else {
-            if mode == Mode::Legacy {
-                // Not referenced by any image: podsec archives may carry
-                // leftovers. Skipped unread; nothing uses it.
-                continue;
-            }
-            return Err(ReadError::Unlisted { name });
         };
-        if seen.insert(name.clone(), ()).is_some() {
-            return Err(ReadError::Duplicate { name });
-        }
-        let (expected, size) = match w {
-            Want::Layout(f) => (&f.digest, f.size),
-            Want::Blob(b) => (&b.digest, b.size),
-        };
-        if e.size() != size {
-            return Err(ReadError::BadEntry {
-                name,
-                why: format!("is {} bytes, bundle.json says {size}", e.size()),
-            });
-        }
-        let mut e = e;
-        match w {
-            Want::Layout(f) => {
-                let data = read_small(&mut e, &name, size)?;
-                let actual = Digest::of(&data);
-                if actual != f.digest {
-                    return Err(ReadError::DigestMismatch {
-                        name,
-                        expected: f.digest.clone(),
-                        actual,
-                    });
-                }
-                on_entry(
-                    m,
-                    Entry::LayoutFile {
-                        path: &f.path,
-                        data,
-                    },
-                )
-                .map_err(ReadError::Rejected)?;
-            }
-            Want::Blob(b) => {
-                let mut r = BlobReader {
-                    inner: &mut e,
-                    hasher: Hasher::new(),
-                    expected: expected.clone(),
-                    size,
-                    verified: false,
-                };
-                let res = on_entry(
-                    m,
-                    Entry::Blob {
-                        blob: b,
-                        reader: &mut r,
-                    },
-                );
-                res.map_err(ReadError::Rejected)?;
-                if !r.verified {
-                    // The callback stopped early: read the rest to check the digest.
-                    io::copy(&mut r, &mut io::sink()).map_err(|err| {
-                        if err.kind() == io::ErrorKind::InvalidData {
-                            ReadError::BadEntry {
-                                name: name.clone(),
-                                why: err.to_string(),
-                            }
-                        } else {
-                            ReadError::Io(err)
-                        }
-                    })?;
-                }
-            }
+        if hand_on(e, &name, w, m, sink)? == Flow::Stop {
+            return Ok(false);
         }
     }
+    missing(&want, &seen)?;
+    Ok(true)
+}
 
-    let missing: Vec<&String> = want.keys().filter(|k| !seen.contains_key(*k)).collect();
-    if !missing.is_empty() {
-        let list: Vec<&str> = missing.iter().take(5).map(|s| s.as_str()).collect();
-        let more = if missing.len() > 5 {
-            format!(" and {} more", missing.len() - 5)
-        } else {
-            String::new()
-        };
-        return Err(ReadError::Missing(format!("{}{more}", list.join(", "))));
+/// The checks on an entry's header: its name is one bundle.json lists, seen
+/// once, a regular file of the listed size. `None`: an entry a legacy
+/// archive may carry that nothing uses (skipped unread).
+fn admit<'w, 'm, R: Read>(
+    e: &tar::Entry<'_, R>,
+    want: &'w BTreeMap<String, Want<'m>>,
+    seen: &mut BTreeMap<String, ()>,
+    mode: Mode,
+) -> Result<Option<(String, &'w Want<'m>)>, ReadError> {
+    let name = match mode {
+        Mode::Bundle => plain_ustar(e.header())?,
+        Mode::Legacy => entry_name(e).trim_start_matches("./").to_string(),
+    };
+    if name == SIGNATURE_NAME || name == MANIFEST_NAME {
+        return Err(ReadError::Duplicate { name });
     }
-    Ok(())
+    let kind = e.header().entry_type();
+    if mode == Mode::Legacy && kind == tar::EntryType::Directory {
+        return Ok(None);
+    }
+    if !matches!(kind, tar::EntryType::Regular) {
+        return Err(ReadError::BadEntry {
+            name,
+            why: format!("is a {kind:?}, only regular files are allowed"),
+        });
+    }
+    let Some(w) = want.get(&name) else {
+        if mode == Mode::Legacy {
+            // Not referenced by any image: podsec archives may carry
+            // leftovers. Skipped unread; nothing uses it.
+            return Ok(None);
+        }
+        return Err(ReadError::Unlisted { name });
+    };
+    if seen.insert(name.clone(), ()).is_some() {
+        return Err(ReadError::Duplicate { name });
+    }
+    let size = match w {
+        Want::Layout(f) => f.size,
+        Want::Blob(b) => b.size,
+    };
+    if e.size() != size {
+        return Err(ReadError::BadEntry {
+            name,
+            why: format!("is {} bytes, bundle.json says {size}", e.size()),
+        });
+    }
+    Ok(Some((name, w)))
+}
+
+/// An admitted entry to the sink: a layout file checked whole first, a blob
+/// checked as the sink reads it (and drained to its end if the sink did not).
+fn hand_on<R: Read, S: BundleSink>(
+    mut e: tar::Entry<'_, R>,
+    name: &str,
+    w: &Want,
+    m: &BundleManifest,
+    sink: &mut S,
+) -> Result<Flow, S::Error> {
+    match w {
+        Want::Layout(f) => {
+            let data = read_small(&mut e, name, f.size)?;
+            let actual = Digest::of(&data);
+            if actual != f.digest {
+                return Err(ReadError::DigestMismatch {
+                    name: name.to_string(),
+                    expected: f.digest.clone(),
+                    actual,
+                }
+                .into());
+            }
+            let path = &f.path;
+            sink.entry(m, Entry::LayoutFile { path, data })
+        }
+        Want::Blob(b) => {
+            let mut r = BlobReader {
+                inner: &mut e,
+                hasher: Hasher::new(),
+                expected: b.digest.clone(),
+                size: b.size,
+                verified: false,
+            };
+            let flow = sink.entry(
+                m,
+                Entry::Blob {
+                    blob: b,
+                    reader: &mut r,
+                },
+            )?;
+            if flow == Flow::Continue && !r.verified {
+                // The sink read part of it: read the rest to check the digest.
+                io::copy(&mut r, &mut io::sink()).map_err(|err| match err.kind() {
+                    io::ErrorKind::InvalidData => ReadError::BadEntry {
+                        name: name.to_string(),
+                        why: err.to_string(),
+                    },
+                    _ => ReadError::Io(err),
+                })?;
+            }
+            Ok(flow)
+        }
+    }
+}
+
+/// Every entry bundle.json lists must have been seen.
+fn missing(want: &BTreeMap<String, Want>, seen: &BTreeMap<String, ()>) -> Result<(), ReadError> {
+    let missing: Vec<&String> = want.keys().filter(|k| !seen.contains_key(*k)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<&str> = missing.iter().take(5).map(|s| s.as_str()).collect();
+    let more = if missing.len() > 5 {
+        format!(" and {} more", missing.len() - 5)
+    } else {
+        String::new()
+    };
+    Err(ReadError::Missing(format!("{}{more}", list.join(", "))))
 }
 
 /// Truncation after the tar end: drain the decompressor (bounded); only the
@@ -454,21 +544,38 @@ fn read_small(mut r: impl Read, name: &str, limit: u64) -> Result<Vec<u8>, ReadE
 /// and configs, each checked against its file name) and builds the equivalent of
 /// a bundle.json; the second streams the blobs through the same checks as a
 /// bundle (size and digest of every entry used).
-pub fn read_legacy(
+pub fn read_legacy<S: BundleSink>(
     path: &std::path::Path,
     arch: &str,
-    check_header: impl FnOnce(&Header) -> Result<(), BoxError>,
-    mut on_entry: impl FnMut(&BundleManifest, Entry<'_>) -> Result<(), BoxError>,
-) -> Result<Header, ReadError> {
-    use std::fs::File;
-    let open = || -> Result<(Codec, Box<dyn Read>), ReadError> {
-        let f = File::open(path)?;
-        let (c, r) = compress::decoder(BufReader::with_capacity(1 << 20, f))?;
-        Ok((c, r))
-    };
+    sink: &mut S,
+) -> Result<Outcome, S::Error> {
+    let header = legacy_header(path, arch)?;
+    if sink.header(&header)? == Flow::Stop {
+        return Ok(Outcome {
+            header,
+            complete: false,
+        });
+    }
+    // Pass 2: stream every blob through the checks.
+    let (_, decoded) = open_legacy(path)?;
+    let mut archive = tar::Archive::new(decoded);
+    let mut entries = archive.entries().map_err(ReadError::from)?;
+    let complete = read_body(&mut entries, None, &header.manifest, Mode::Legacy, sink)?;
+    if complete {
+        drain_trailer(archive.into_inner())?;
+    }
+    Ok(Outcome { header, complete })
+}
 
-    // Pass 1: the layout's small files.
-    let (codec, decoded) = open()?;
+fn open_legacy(path: &std::path::Path) -> Result<(Codec, Box<dyn Read>), ReadError> {
+    let f = std::fs::File::open(path)?;
+    Ok(compress::decoder(BufReader::with_capacity(1 << 20, f))?)
+}
+
+/// Pass 1 of [`read_legacy`]: the layout's small files, and the bundle.json
+/// they amount to.
+fn legacy_header(path: &std::path::Path, arch: &str) -> Result<Header, ReadError> {
+    let (codec, decoded) = open_legacy(path)?;
     let mut archive = tar::Archive::new(decoded);
     let prefix = format!("{arch}/");
     let mut index_json: Option<Vec<u8>> = None;
@@ -544,28 +651,12 @@ pub fn read_legacy(
     };
     let oci_layout = oci_layout.unwrap_or_else(|| crate::oci::OCI_LAYOUT_FILE.to_vec());
     let manifest = legacy_manifest(arch, &index_json, &oci_layout, &small, &sizes)?;
-    let header = Header {
+    Ok(Header {
         raw_manifest: manifest.to_json(),
         manifest,
         signature: None,
         codec,
-    };
-
-    check_header(&header).map_err(ReadError::Rejected)?;
-
-    // Pass 2: stream every blob through the checks.
-    let (_, decoded) = open()?;
-    let mut archive = tar::Archive::new(decoded);
-    let mut entries = archive.entries()?;
-    read_body(
-        &mut entries,
-        None,
-        &header.manifest,
-        Mode::Legacy,
-        &mut on_entry,
-    )?;
-    drain_trailer(archive.into_inner())?;
-    Ok(header)
+    })
 }
 
 /// Most JSON (manifests and configs) a legacy archive's first pass keeps:

@@ -2,7 +2,13 @@
 //! over bundle.json, and index.json's agreement with bundle.json. A library
 //! module so that no command has to import another command for them.
 
+use std::io::Read;
+
+use crate::bundle::reader::{self, BundleSink, Entry, Flow, Header, ReadError};
+use crate::bundle::volumes::{self, VolumeError};
 use crate::bundle::BundleManifest;
+use crate::digest::Digest;
+use crate::error::Class;
 use crate::oci::{self, Index};
 use std::path::PathBuf;
 
@@ -10,7 +16,7 @@ use crate::sign::{self, SignError};
 
 /// Why a bundle is not to be trusted. Every variant is a verification failure
 /// (exit code 3), except a [`SignError`] that is trouble with our own tools
-/// rather than with the signature (see [`VerifyError::is_verification`]).
+/// rather than with the signature (see [`VerifyError::class`]).
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
     #[error("the bundle is not signed; give --allow-unsigned to accept it anyway")]
@@ -33,14 +39,31 @@ pub enum VerifyError {
     Mismatch { name: Option<String>, image: String },
     #[error("index.json gives a wrong size for {image}")]
     WrongSize { image: String },
+    #[error(transparent)]
+    Archive(#[from] ReadError),
+    #[error(transparent)]
+    Volume(#[from] VolumeError),
+    /// The bundle is for another architecture than the one wanted.
+    #[error("{0}")]
+    Arch(String),
+    /// A blob that could not be read to its end: the archive is cut short
+    /// or corrupt.
+    #[error("reading blob {digest}: {source}")]
+    Blob {
+        digest: Digest,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl VerifyError {
-    /// False only for a signing-tool failure that says nothing about the bundle.
-    pub fn is_verification(&self) -> bool {
+    /// Untrusted, except a signing-tool failure that says nothing about the bundle.
+    pub fn class(&self) -> Class {
         match self {
-            VerifyError::Signature(e) => e.is_verification(),
-            _ => true,
+            VerifyError::Signature(e) => e.class(),
+            VerifyError::Archive(e) => e.class(),
+            VerifyError::Volume(e) => e.class(),
+            _ => Class::Untrusted,
         }
     }
 }
@@ -139,4 +162,86 @@ pub fn check_layout(m: &BundleManifest, index_json: &[u8]) -> Result<(), VerifyE
         }
     }
     Ok(())
+}
+
+/// The checks on a bundle's header, before any other byte is read: read from
+/// volumes, bundle.json must be the one their signed index names; then its
+/// own signature decides ([`check_signature`]). Returns the signer.
+pub fn check_header(
+    h: &Header,
+    trust: &Trust,
+    volume_json: Option<&Digest>,
+) -> Result<Option<String>, VerifyError> {
+    volumes::check_bundle_json(volume_json, &h.raw_manifest)?;
+    check_signature(&h.raw_manifest, h.signature.as_deref(), trust)
+}
+
+/// What `verify` learns reading a whole bundle.
+#[derive(Debug, Default)]
+pub struct Verified {
+    /// The trusted key that signed bundle.json; `None` when accepted unsigned.
+    pub signer: Option<String>,
+    pub index_json: Option<Vec<u8>>,
+    /// How many blobs were read and matched their digests.
+    pub blobs: usize,
+}
+
+/// The sink that checks a bundle and keeps nothing but what the layout check
+/// needs: every blob is read to its end (that is where the reader checks it).
+pub struct Verifier<'a> {
+    trust: &'a Trust<'a>,
+    volume_json: Option<Digest>,
+    pub verified: Verified,
+}
+
+impl<'a> Verifier<'a> {
+    pub fn new(trust: &'a Trust<'a>, volume_json: Option<Digest>) -> Self {
+        Verifier {
+            trust,
+            volume_json,
+            verified: Verified::default(),
+        }
+    }
+}
+
+impl BundleSink for Verifier<'_> {
+    type Error = VerifyError;
+
+    fn header(&mut self, h: &Header) -> Result<Flow, VerifyError> {
+        self.verified.signer = check_header(h, self.trust, self.volume_json.as_ref())?;
+        Ok(Flow::Continue)
+    }
+
+    fn entry(&mut self, _: &BundleManifest, entry: Entry<'_>) -> Result<Flow, VerifyError> {
+        match entry {
+            Entry::LayoutFile {
+                path: "index.json",
+                data,
+            } => self.verified.index_json = Some(data),
+            Entry::LayoutFile { .. } => {}
+            Entry::Blob { blob, reader } => {
+                // A read error here is the archive's (cut short, corrupt):
+                // a verification failure, not an operational one.
+                std::io::copy(reader, &mut std::io::sink()).map_err(|source| {
+                    VerifyError::Blob {
+                        digest: blob.digest.clone(),
+                        source,
+                    }
+                })?;
+                self.verified.blobs += 1;
+            }
+        }
+        Ok(Flow::Continue)
+    }
+}
+
+/// Read and check a whole bundle: header, signature, every entry.
+pub fn verify_bundle(
+    input: impl Read,
+    trust: &Trust,
+    volume_json: Option<Digest>,
+) -> Result<(Header, Verified), VerifyError> {
+    let mut v = Verifier::new(trust, volume_json);
+    let out = reader::read_bundle(input, &mut v)?;
+    Ok((out.header, v.verified))
 }

@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::{Digest, Hasher};
+use crate::error::Class;
 use crate::fsutil::PendingFile;
 
 pub const INDEX_FORMAT: &str = "u7s-volumes";
@@ -104,8 +105,11 @@ pub enum VolumeError {
 impl VolumeError {
     /// Everything but a bad `--volume-size` and plain I/O trouble means the
     /// volumes are not to be trusted.
-    pub fn is_verification(&self) -> bool {
-        !matches!(self, VolumeError::BadSize(_) | VolumeError::Other(_))
+    pub fn class(&self) -> Class {
+        match self {
+            VolumeError::BadSize(_) | VolumeError::Other(_) => Class::Failed,
+            _ => Class::Untrusted,
+        }
     }
 }
 

@@ -1,98 +1,76 @@
 //! `u7s-bundle inspect`: what a bundle says it holds. Reads only the first
 //! entries (bundle.json and its signature); `verify` checks everything.
 
-use std::io::{BufReader, Read};
-
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde_json::json;
 
 use super::{human_bytes, print_json};
 use crate::cli::InspectArgs;
-use u7s_bundle::bundle::model::{
-    BundleManifest, MANIFEST_NAME, MAX_MANIFEST_BYTES, MAX_SIGNATURE_BYTES, SIGNATURE_NAME,
-};
-use u7s_bundle::bundle::{compress, volumes};
+use u7s_bundle::bundle::compress::Codec;
+use u7s_bundle::bundle::BundleManifest;
 use u7s_bundle::sign;
 
 pub fn run(args: InspectArgs) -> Result<()> {
-    // (A volume set is read without checking its signature: inspect is
-    // informational, `verify` decides.)
-    let f = volumes::Input::open(&args.archive, None, None)
-        .with_context(|| format!("opening {}", args.archive.display()))?;
-    let (codec, dec) = compress::decoder(BufReader::new(f))
-        .with_context(|| format!("reading {}", args.archive.display()))?;
-    let mut ar = tar::Archive::new(dec);
-    let mut entries = ar.entries()?;
-    let mut raw = None;
-    let mut sig = None;
-    for _ in 0..2 {
-        let Some(e) = entries.next() else { break };
-        let mut e = e?;
-        let name = String::from_utf8_lossy(&e.path_bytes()).into_owned();
-        let limit = if name == MANIFEST_NAME {
-            MAX_MANIFEST_BYTES
-        } else {
-            MAX_SIGNATURE_BYTES
-        };
-        let mut buf = Vec::new();
-        (&mut e).take(limit + 1).read_to_end(&mut buf)?;
-        if name == MANIFEST_NAME && raw.is_none() {
-            raw = Some(buf);
-        } else if name == SIGNATURE_NAME && raw.is_some() {
-            sig = Some(buf);
-        } else {
-            break;
-        }
-    }
-    let raw = raw.with_context(|| {
-        format!(
-            "{} has no bundle.json first: not a u7s bundle (a legacy podsec archive?)",
-            args.archive.display()
-        )
-    })?;
-    let m = BundleManifest::parse(&raw)?;
+    let h = super::read_header(&args.archive)?;
+    let (m, sig, codec) = (h.manifest, h.signature, h.codec);
     // The issuer as the signature names it: unverified, for information only.
     let signer = sig.as_deref().and_then(sign::detached::issuer_fingerprint);
-    let total: u64 = m.blobs.iter().map(|b| b.size).sum();
     if args.json {
-        print_json(&json!({
-            "archive": args.archive,
-            "compression": codec,
-            "format_version": m.format_version,
-            "platform": m.platform,
-            "platform_aliases": m.platform_aliases,
-            "legacy_prefixes": m.legacy_prefixes,
-            "kube_version": m.kube_version,
-            "arch": m.arch,
-            "variant": m.variant,
-            "profile": m.profile,
-            "flannel_tag": m.flannel_tag,
-            "flannel_cni_plugin_tag": m.flannel_cni_plugin_tag,
-            "kubeadm_versions": m.kubeadm_versions,
-            "created": m.created,
-            "tool": m.tool,
-            "signed": sig.is_some(),
-            "signer": signer,
-            "signature_verified": false,
-            "uncompressed_size": total,
-            "images": m.images.iter().map(|i| json!({
-                "name": i.name,
-                "digest": i.manifest,
-                "size": i.size,
-                "source": i.source,
-                "source_digest": i.source_digest,
-                "preserved": i.preserved,
-            })).collect::<Vec<_>>(),
-            "blobs": m.blobs.len(),
-            "delta": m.delta.as_ref().map(|d| json!({
-                "base": d.base,
-                "base_digest": d.base_digest,
-                "omitted": d.omitted.len(),
-                "bytes_saved": d.omitted.iter().map(|o| o.size).sum::<u64>(),
-            })),
-        }));
+        print_inspect_json(&args, &m, codec, sig.is_some(), signer);
         return Ok(());
     }
+    print_text(&args, &m, sig.is_some(), signer);
+    Ok(())
+}
+
+fn print_inspect_json(
+    args: &InspectArgs,
+    m: &BundleManifest,
+    codec: Codec,
+    signed: bool,
+    signer: Option<String>,
+) {
+    let total: u64 = m.blobs.iter().map(|b| b.size).sum();
+    print_json(&json!({
+        "archive": args.archive,
+        "compression": codec,
+        "format_version": m.format_version,
+        "platform": m.platform,
+        "platform_aliases": m.platform_aliases,
+        "legacy_prefixes": m.legacy_prefixes,
+        "kube_version": m.kube_version,
+        "arch": m.arch,
+        "variant": m.variant,
+        "profile": m.profile,
+        "flannel_tag": m.flannel_tag,
+        "flannel_cni_plugin_tag": m.flannel_cni_plugin_tag,
+        "kubeadm_versions": m.kubeadm_versions,
+        "created": m.created,
+        "tool": m.tool,
+        "signed": signed,
+        "signer": signer,
+        "signature_verified": false,
+        "uncompressed_size": total,
+        "images": m.images.iter().map(|i| json!({
+            "name": i.name,
+            "digest": i.manifest,
+            "size": i.size,
+            "source": i.source,
+            "source_digest": i.source_digest,
+            "preserved": i.preserved,
+        })).collect::<Vec<_>>(),
+        "blobs": m.blobs.len(),
+        "delta": m.delta.as_ref().map(|d| json!({
+            "base": d.base,
+            "base_digest": d.base_digest,
+            "omitted": d.omitted.len(),
+            "bytes_saved": d.omitted.iter().map(|o| o.size).sum::<u64>(),
+        })),
+    }));
+}
+
+fn print_text(args: &InspectArgs, m: &BundleManifest, signed: bool, signer: Option<String>) {
+    let total: u64 = m.blobs.iter().map(|b| b.size).sum();
     println!("bundle:     {}", args.archive.display());
     println!(
         "platform:   {} (aliases: {})",
@@ -117,11 +95,11 @@ pub fn run(args: InspectArgs) -> Result<()> {
             .unwrap_or_default()
     );
     println!("created:    {} by {}", m.created, m.tool);
-    match (&sig, &signer) {
-        (Some(_), Some(f)) => {
+    match (signed, &signer) {
+        (true, Some(f)) => {
             println!("signed:     yes, by {f} (not verified here: run `u7s-bundle verify`)")
         }
-        (Some(_), None) => println!("signed:     yes (signer unreadable; run `u7s-bundle verify`)"),
+        (true, None) => println!("signed:     yes (signer unreadable; run `u7s-bundle verify`)"),
         _ => println!("signed:     no"),
     }
     println!(
@@ -148,5 +126,4 @@ pub fn run(args: InspectArgs) -> Result<()> {
             human_bytes(i.size)
         );
     }
-    Ok(())
 }

@@ -1,81 +1,198 @@
-//! `u7s-bundle load`: verify → push → sign → trust files, on the isolated host.
+//! `u7s-bundle load`: verify → push → sign → tag → trust files → state, on the
+//! isolated host.
 //!
 //! Nothing is written anywhere before the bundle signature checked out; no tag is
 //! set before the whole archive verified and every signature is in place; the
-//! trust files are written last, each atomically with a backup.
+//! trust files are written last, each atomically with a backup. `run` is that
+//! order, one named stage a line.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde_json::json;
 
-use super::{print_json, registry_client, trust_sources, trusted_keys, Exit};
+use super::{print_json, registry_client, trusted_keys, Exit};
 use crate::cli::LoadArgs;
-use u7s_bundle::bundle::model::BlobKind;
-use u7s_bundle::bundle::reader::{self, Entry};
-use u7s_bundle::bundle::verify::{check_layout, check_signature};
-use u7s_bundle::bundle::volumes;
-use u7s_bundle::bundle::BundleManifest;
+use u7s_bundle::bundle::verify::check_layout;
+use u7s_bundle::bundle::{reader, volumes};
 use u7s_bundle::digest::Digest;
+use u7s_bundle::load::{PushSink, StreamOptions, Streamed};
+use u7s_bundle::lock::HostLock;
+use u7s_bundle::profile::Profiles;
 use u7s_bundle::progress::Progress;
-use u7s_bundle::push::{push_names, LayerCompression, PushError, PushName, Pusher};
+use u7s_bundle::push::{LayerCompression, PushName, PushStats, Pusher};
+use u7s_bundle::registry::Client;
 use u7s_bundle::sign::{self, ImageSigner};
 use u7s_bundle::trust;
-use u7s_bundle::{delta, fsutil, interrupt};
+use u7s_bundle::trust::install as trust_install;
+use u7s_bundle::{fsutil, interrupt};
 
 pub fn run(args: LoadArgs) -> Result<()> {
     interrupt::install();
-    let progress = Progress::auto(args.quiet || args.json);
-    check_writable(&args)?;
-    let keyring = trusted_keys(&args.trust)?;
+    let cfg = LoadConfig::from_args(args)?;
+    let _lock = take_lock(&cfg)?;
+    let (streamed, complete) = read_and_push(&cfg)?;
+    let Streamed {
+        mut pusher, signer, ..
+    } = streamed;
+    let trust_plan = plan_trust_files(&cfg)?;
+    pusher.push_manifests().context("pushing manifests")?;
+    let digests = manifest_digests(&pusher);
+    let signatures = sign_all(&cfg, &digests, pusher.names())?;
+    tag_all(&mut pusher)?;
+    let files = install_trust_files(&cfg, trust_plan)?;
+    record_state(&cfg, pusher.manifest())?;
+    report(&Loaded {
+        cfg: &cfg,
+        bundle_signer: signer,
+        digests,
+        push: pusher.stats.clone(),
+        pusher: &pusher,
+        signatures,
+        files,
+        complete,
+    });
+    Ok(())
+}
 
-    // The signer first: a wrong passphrase or a missing key fails before any work.
-    let signer = sign::open_signer(
-        args.sign_key.as_deref(),
-        args.sign_by.as_deref(),
-        args.passphrase_file.as_deref(),
-    )?;
+/// Everything decided from the arguments, once, before any work: the
+/// signer (proven able to sign), the registry client (answering), the keys
+/// that may vouch for the bundle.
+struct LoadConfig {
+    args: LoadArgs,
+    progress: Progress,
+    keyring: Vec<sequoia_openpgp::Cert>,
+    signer: Box<dyn ImageSigner>,
+    client: Client,
+    plain_http: bool,
+    profiles: Profiles,
+    /// The signer's public key, as the trust files install it.
+    public_key: Vec<u8>,
+    /// Where a replaced key file is saved (not in the served keys directory).
+    backups: PathBuf,
+}
 
-    // Proven before the first byte is pushed, not after the whole push.
-    sign::probe(signer.as_ref()).with_context(|| probe_failed(&args, signer.fingerprint()))?;
-
-    let plain_http =
-        args.registry_opts.plain_http || u7s_bundle::reference::is_registry_local(&args.registry);
-    u7s_bundle::registry::check_resolves(&args.registry)?;
-    let client = registry_client(&args.registry, plain_http, &args.registry_opts)?;
-    if !args.dry_run {
-        client.ping().with_context(|| {
-            format!(
-                "the registry {} does not answer; is it running?",
-                args.registry
-            )
-        })?;
+impl LoadConfig {
+    fn from_args(args: LoadArgs) -> Result<LoadConfig> {
+        let progress = Progress::auto(args.quiet || args.json);
+        check_writable(&args)?;
+        let keyring = trusted_keys(&args.trust)?;
+        // The signer first: a wrong passphrase or a missing key fails before any work.
+        let signer = sign::open_signer(
+            args.sign_key.as_deref(),
+            args.sign_by.as_deref(),
+            args.passphrase_file.as_deref(),
+        )?;
+        // Proven before the first byte is pushed, not after the whole push.
+        sign::probe(signer.as_ref()).with_context(|| probe_failed(&args, signer.fingerprint()))?;
+        let plain_http = args.registry_opts.plain_http
+            || u7s_bundle::reference::is_registry_local(&args.registry);
+        u7s_bundle::registry::check_resolves(&args.registry)?;
+        let client = registry_client(&args.registry, plain_http, &args.registry_opts)?;
+        if !args.dry_run {
+            client.ping().with_context(|| {
+                format!(
+                    "the registry {} does not answer; is it running?",
+                    args.registry
+                )
+            })?;
+        }
+        Ok(LoadConfig {
+            public_key: signer.public_key_bytes()?,
+            backups: args.state_dir.join("backups"),
+            progress,
+            keyring,
+            signer,
+            client,
+            plain_http,
+            profiles: super::load_profiles(None)?,
+            args,
+        })
     }
 
-    // One load at a time (a dry run writes nothing, so it needs no lock).
-    let _lock = if args.dry_run {
-        None
-    } else {
-        Some(
-            u7s_bundle::lock::HostLock::acquire(&args.lock_file, |pid| {
-                progress.message(&format!(
-                    "waiting for another load to finish ({}, lock {})",
-                    pid.map(|p| format!("pid {p}"))
-                        .unwrap_or_else(|| "unknown pid".into()),
-                    args.lock_file.display()
-                ))
-            })
-            .with_context(|| format!("taking the lock {}", args.lock_file.display()))?,
-        )
-    };
+    /// The registry as its images are named (`registry.local`, `host:port`).
+    fn registry(&self) -> String {
+        self.client.host().to_string()
+    }
+}
 
-    // Stream the archive: header → signature check → blobs pushed as they come.
-    let split = volumes::is_volume_path(&args.archive);
-    let legacy_archive = !split
-        && reader::is_legacy(&args.archive).map_err(|e| {
-            anyhow::Error::new(e).context(format!("reading {}", args.archive.display()))
-        })?;
-    if legacy_archive && !args.trust.allow_unsigned {
+/// One load at a time (a dry run writes nothing, so it needs no lock).
+fn take_lock(cfg: &LoadConfig) -> Result<Option<HostLock>> {
+    let path = &cfg.args.lock_file;
+    if cfg.args.dry_run {
+        return Ok(None);
+    }
+    let lock = HostLock::acquire(path, |pid| {
+        let pid = pid.map_or_else(|| "unknown pid".into(), |p| format!("pid {p}"));
+        cfg.progress.message(&format!(
+            "waiting for another load to finish ({pid}, lock {})",
+            path.display()
+        ))
+    })
+    .with_context(|| format!("taking the lock {}", path.display()))?;
+    Ok(Some(lock))
+}
+
+/// Stream the archive: header → signature check → blobs pushed as they come;
+/// then index.json against bundle.json. Returns what was read and whether the
+/// whole archive was (a reload stops once the registry has every layer).
+fn read_and_push(cfg: &LoadConfig) -> Result<(Streamed<'_>, bool)> {
+    let args = &cfg.args;
+    let legacy = is_podsec_archive(args)?;
+    let sources = super::trust_sources(&args.trust);
+    let trust = volumes::Trust {
+        keyring: &cfg.keyring,
+        sources: &sources,
+        allow_unsigned: args.trust.allow_unsigned,
+    };
+    let mut input = match legacy {
+        true => None,
+        false => {
+            let prompt = args.wait_for_volumes.then(volumes::terminal_prompt);
+            let input = volumes::Input::open(&args.archive, prompt, Some(&trust))
+                .with_context(|| format!("opening {}", args.archive.display()))?;
+            Some(input)
+        }
+    };
+    let options = StreamOptions {
+        dry_run: args.dry_run,
+        legacy_names: !args.no_legacy_names,
+        layer_compression: LayerCompression::from(args.layer_compression),
+        arch: args.arch.as_deref(),
+        volume_json: input.as_ref().and_then(volumes::Input::bundle_json_digest),
+    };
+    let task = cfg.progress.bytes_task("Verifying and pushing", None);
+    let mut sink = PushSink::new(&cfg.client, &trust, &cfg.profiles, options, &task);
+    let result = match input.as_mut() {
+        None => {
+            let (arch, _) = super::select_arch(args.arch.as_deref())?;
+            reader::read_legacy(&args.archive, &arch, &mut sink)
+        }
+        Some(input) => reader::read_bundle(input, &mut sink),
+    };
+    let streamed = sink.finish();
+    drop(task);
+    let complete = refused(cfg, result, input.as_mut())?.complete;
+    let streamed = streamed.expect("the header was read");
+    if !legacy {
+        // (A podsec archive's images were derived from its index.json itself.)
+        let index = streamed.index_json.as_deref().unwrap_or_default();
+        check_layout(streamed.pusher.manifest(), index)
+            .map_err(|why| Exit::Verification(format!("{}: {why}", args.archive.display())))?;
+    }
+    Ok((streamed, complete))
+}
+
+/// A podsec archive (no bundle.json) is not signed: loaded only with
+/// --allow-unsigned.
+fn is_podsec_archive(args: &LoadArgs) -> Result<bool> {
+    if volumes::is_volume_path(&args.archive) {
+        return Ok(false);
+    }
+    let legacy = reader::is_legacy(&args.archive).map_err(|e| {
+        anyhow::Error::new(e).context(format!("reading {}", args.archive.display()))
+    })?;
+    if legacy && !args.trust.allow_unsigned {
         return Err(Exit::Verification(format!(
             "{} has no bundle.json: it looks like a podsec archive, which is not signed; \
              give --allow-unsigned (and --arch if it is not for this host's architecture) to load it anyway",
@@ -83,270 +200,224 @@ pub fn run(args: LoadArgs) -> Result<()> {
         ))
         .into());
     }
-    let profiles = super::load_profiles(None)?;
-    let mut signer_fpr: Option<String> = None;
-    // The pusher borrows the manifest and names; both are set once, in the
-    // header callback, and live in `holder` — declared first, so it outlives
-    // the pusher — for the rest of the read.
-    let holder: std::cell::OnceCell<(BundleManifest, Vec<PushName>)> = std::cell::OnceCell::new();
-    let mut pusher: Option<Pusher> = None;
-    let mut index_json: Option<Vec<u8>> = None;
-    let legacy_names = !args.no_legacy_names;
-    let layer_compression = LayerCompression::from(args.layer_compression);
-    let task = progress.bytes_task("Verifying and pushing", None);
-    let sources = trust_sources(&args.trust);
-    let trust = volumes::Trust {
-        keyring: &keyring,
-        sources: &sources,
-        allow_unsigned: args.trust.allow_unsigned,
-    };
-    let mut input = if legacy_archive {
-        None
-    } else {
-        let prompt = args.wait_for_volumes.then(volumes::terminal_prompt);
-        Some(
-            volumes::Input::open(&args.archive, prompt, Some(&trust))
-                .with_context(|| format!("opening {}", args.archive.display()))?,
-        )
-    };
-    let volume_json = input.as_ref().and_then(volumes::Input::bundle_json_digest);
-    let check_header = |h: &reader::Header| -> Result<(), reader::BoxError> {
-        volumes::check_bundle_json(volume_json.as_ref(), &h.raw_manifest)?;
-        signer_fpr = check_signature(&h.raw_manifest, h.signature.as_deref(), &trust)?;
-        u7s_bundle::platform::check_bundle_arch(&h.manifest.arch, args.arch.as_deref())
-            .map_err(|why| Box::new(Exit::Verification(why)) as reader::BoxError)?;
-        let mut m = h.manifest.clone();
-        if m.legacy_prefixes.is_empty() {
-            // A podsec archive does not say; the profile of its platform does.
-            // Its names may use the canonical platform (c10f/…) or an old one
-            // (k8s-c10f2/…): push under the others too.
-            if let Ok(p) = profiles.platform(&m.platform) {
-                let mut prefixes = vec![p.name.clone()];
-                prefixes.extend(p.legacy_prefixes.iter().cloned());
-                prefixes.retain(|x| x != &m.platform);
-                m.legacy_prefixes = prefixes;
-            }
-        }
-        let n = push_names(&m, legacy_names);
-        // A delta: what it leaves out must be here before a layer is read.
-        delta::check_base_present(
-            &client,
-            &m,
-            &n,
-            args.dry_run,
-            layer_compression != LayerCompression::None,
-        )?;
-        let _ = holder.set((m, n));
-        Ok(())
-    };
-    let mut checked_rest = false;
-    let on_entry = |_: &BundleManifest, entry: Entry<'_>| -> Result<(), reader::BoxError> {
-        if interrupt::cancelled() {
-            return Err(Box::new(Exit::Interrupted(
-                interrupt::exit_code().unwrap_or(130),
-            )));
-        }
-        let (m, n) = holder.get().expect("header checked");
-        let p = pusher
-            .get_or_insert_with(|| Pusher::new(&client, m, n, args.dry_run, layer_compression));
-        match entry {
-            Entry::LayoutFile { path, data } => {
-                if path == "index.json" {
-                    index_json = Some(data);
-                }
-            }
-            Entry::Blob { blob, reader } => {
-                if blob.kind == BlobKind::Layer && !checked_rest {
-                    checked_rest = true;
-                    if p.nothing_left_to_read()? {
-                        return Err(Box::new(StopReading));
-                    }
-                }
-                p.on_blob(blob, reader)?;
-                task.inc(blob.size);
-            }
-        }
-        Ok(())
-    };
-    let result = if legacy_archive {
-        let (arch, _) = super::select_arch(args.arch.as_deref())?;
-        let file = &args.archive;
-        reader::read_legacy(file, &arch, check_header, on_entry)
-    } else {
-        let input = input.as_mut().expect("opened above");
-        reader::read_bundle(input, check_header, on_entry)
-    };
-    drop(task);
-    let mut skipped_rest = false;
-    let result = match result {
-        Err(reader::ReadError::Rejected(e)) if e.is::<StopReading>() => {
-            skipped_rest = true;
-            Ok(())
-        }
-        r => r.map(|_| ()),
-    };
-    // A bad volume is the cause, not the corrupt stream it made.
-    if let (Err(_), Some(v)) = (&result, input.as_mut().and_then(volumes::Input::diagnose)) {
-        return Err(
-            anyhow::Error::new(v).context(format!("{} was refused", args.archive.display()))
-        );
-    }
-    result.map_err(|e| {
-        // The registry failing is not the archive's fault: say so, and what
-        // to do. Nothing is tagged before every blob is in, so a re-run is safe.
-        let registry_failed = matches!(&e, reader::ReadError::Rejected(inner)
-            if matches!(inner.downcast_ref::<PushError>(), Some(PushError::Registry { .. })));
-        let what = if registry_failed {
-            format!(
-                "loading {} into {} stopped, nothing was tagged; when the registry \
-                 answers again, run the same command: blobs already uploaded are not sent again",
-                args.archive.display(),
-                args.registry
-            )
-        } else {
-            format!("{} was refused", args.archive.display())
-        };
-        anyhow::Error::new(e).context(what)
-    })?;
-    let (m, n) = holder.get().expect("header read");
-    if !legacy_archive {
-        // (A podsec archive's images were derived from its index.json itself.)
-        check_layout(m, index_json.as_deref().unwrap_or_default())
-            .map_err(|why| Exit::Verification(format!("{}: {why}", args.archive.display())))?;
-    }
-    let mut pusher =
-        pusher.unwrap_or_else(|| Pusher::new(&client, m, n, args.dry_run, layer_compression));
-
-    // Every trust-file merge is computed and checked before the first
-    // signature or tag: an unmergeable policy.json must not fail the load
-    // after the tags moved.
-    let registry = client.host().to_string();
-    if !args.no_trust_config {
-        write_trust_files(signer.as_ref(), &args, &registry, true)?;
-        trust::registries_d::load(&args.registries_d)
-            .with_context(|| format!("reading {}", args.registries_d.display()))?;
-    }
-
-    // Manifests by digest, then signatures, then tags.
-    pusher.push_manifests().context("pushing manifests")?;
-    let digests: Vec<Digest> = (0..m.images.len())
-        .map(|i| pusher.manifest_digest(i).clone())
-        .collect();
-    let sig_stats = sign_all(
-        signer.as_ref(),
-        &registry,
-        &digests,
-        n,
-        &args.sigstore_dir,
-        args.dry_run,
-    )?;
-    pusher.tag_all().context("setting tags")?;
-    let stats = pusher.stats.clone();
-
-    // Trust files last.
-    let mut changes: Vec<String> = Vec::new();
-    if !args.no_trust_config {
-        changes = write_trust_files(signer.as_ref(), &args, &registry, args.dry_run)?;
-        if plain_http {
-            changes.extend(mark_insecure(
-                &args.registries_conf_d,
-                &registry,
-                args.dry_run,
-            )?);
-        }
-    }
-
-    // What was loaded, for preflight/init/join to default to.
-    if !args.dry_run && m.kube_version.is_some() {
-        let lb = u7s_bundle::kubeadm::LastBundle {
-            kube_version: m.kube_version.clone().unwrap_or_default(),
-            platform: Some(m.platform.clone()),
-            arch: Some(m.arch.clone()),
-            flannel_tag: m.flannel_tag.clone(),
-            flannel_cni_plugin_tag: m.flannel_cni_plugin_tag.clone(),
-            registry: Some(registry.clone()),
-            bundle: Some(absolute(&args.archive).display().to_string()),
-            loaded_at: time::OffsetDateTime::now_utc()
-                .format(&time::format_description::well_known::Rfc3339)
-                .ok(),
-        };
-        let path = u7s_bundle::kubeadm::LastBundle::path(&args.state_dir);
-        fsutil::create_dir_all_mode(&args.state_dir, 0o755)
-            .and_then(|()| fsutil::write_atomic(&path, &serde_json::to_vec_pretty(&lb)?, 0o644))
-            .with_context(|| format!("recording the load in {}", path.display()))?;
-    }
-
-    let images: Vec<_> = n
-        .iter()
-        .map(|p| json!({"name": p.identity(&registry), "digest": digests[p.image]}))
-        .collect();
-    if args.json {
-        print_json(&json!({
-            "archive": args.archive,
-            "dry_run": args.dry_run,
-            "bundle_signer": signer_fpr,
-            "image_signer": signer.fingerprint(),
-            "registry": registry,
-            "images": images,
-            "push": stats,
-            "signatures": sig_stats,
-            "files": changes,
-            "archive_fully_read": !skipped_rest,
-        }));
-    } else if !args.quiet {
-        let verb = if args.dry_run {
-            "would be loaded"
-        } else {
-            "loaded"
-        };
-        println!(
-            "{} images ({} names) {verb} into {registry}: {} tags set, {} already right",
-            m.images.len(),
-            n.len(),
-            stats.tags_set,
-            stats.tags_unchanged
-        );
-        println!(
-            "blobs: {} uploaded ({}), {} mounted, {} already present",
-            stats.blobs_uploaded,
-            super::human_bytes(stats.bytes_uploaded),
-            stats.blobs_mounted,
-            stats.blobs_present
-        );
-        println!(
-            "signatures by {}: {} written, {} already present",
-            signer.fingerprint(),
-            sig_stats.written,
-            sig_stats.present
-        );
-        for m in &sig_stats.moved_aside {
-            println!("{m}");
-        }
-        if skipped_rest {
-            println!(
-                "every layer was already in the registry: the rest of the archive was not read"
-            );
-        }
-        println!(
-            "image-signing key fingerprint: {} (the other nodes: u7s-bundle node-trust --fingerprint {})",
-            signer.fingerprint(),
-            signer.fingerprint()
-        );
-        match &signer_fpr {
-            Some(f) => println!("bundle signed by {f}"),
-            None => println!("bundle NOT signed (accepted with --allow-unsigned)"),
-        }
-        for c in &changes {
-            println!("{c}");
-        }
-    }
-    Ok(())
+    Ok(legacy)
 }
 
-/// Raised by the entry callback when the rest of the archive is not needed.
-#[derive(Debug, thiserror::Error)]
-#[error("the rest of the archive is already in the registry")]
-struct StopReading;
+/// Why the read stopped, in the words the admin needs: a bad volume is the
+/// cause, not the corrupt stream it made; the registry failing is not the
+/// archive's fault, and a re-run is safe (nothing is tagged before every blob
+/// is in).
+fn refused<T>(
+    cfg: &LoadConfig,
+    result: Result<T, u7s_bundle::load::StreamError>,
+    input: Option<&mut volumes::Input>,
+) -> Result<T> {
+    let archive = cfg.args.archive.display();
+    let e = match result {
+        Ok(v) => return Ok(v),
+        Err(e) => e,
+    };
+    if let Some(v) = input.and_then(volumes::Input::diagnose) {
+        return Err(anyhow::Error::new(v).context(format!("{archive} was refused")));
+    }
+    let what = if e.is_registry() {
+        format!(
+            "loading {archive} into {} stopped, nothing was tagged; when the registry \
+             answers again, run the same command: blobs already uploaded are not sent again",
+            cfg.args.registry
+        )
+    } else {
+        format!("{archive} was refused")
+    };
+    Err(anyhow::Error::new(e).context(what))
+}
+
+/// Every trust-file merge is computed and checked before the first
+/// signature or tag: an unmergeable policy.json must not fail the load
+/// after the tags moved.
+fn plan_trust_files(cfg: &LoadConfig) -> Result<Option<trust_install::Plan>> {
+    let args = &cfg.args;
+    if args.no_trust_config {
+        return Ok(None);
+    }
+    let plan = trust_install::plan(&trust_request(cfg, &cfg.registry(), &key_file_name(cfg)))?;
+    trust::registries_d::load(&args.registries_d)
+        .with_context(|| format!("reading {}", args.registries_d.display()))?;
+    Ok(Some(plan))
+}
+
+fn manifest_digests(pusher: &Pusher) -> Vec<Digest> {
+    (0..pusher.manifest().images.len())
+        .map(|i| pusher.manifest_digest(i).clone())
+        .collect()
+}
+
+/// The tags move last, once every manifest and signature is in place.
+fn tag_all(pusher: &mut Pusher) -> Result<()> {
+    pusher.tag_all().context("setting tags")
+}
+
+/// The trust files, last: written (or, in a dry run, what would be).
+fn install_trust_files(
+    cfg: &LoadConfig,
+    plan: Option<trust_install::Plan>,
+) -> Result<trust_install::Installed> {
+    let Some(plan) = plan else {
+        return Ok(Default::default());
+    };
+    let (registry, name) = (cfg.registry(), key_file_name(cfg));
+    let req = trust_request(cfg, &registry, &name);
+    Ok(trust_install::install(&req, &plan, cfg.args.dry_run)?)
+}
+
+/// Where load's trust files go, from the arguments.
+fn trust_request<'a>(
+    cfg: &'a LoadConfig,
+    registry: &'a str,
+    key_name: &'a str,
+) -> trust_install::Request<'a> {
+    let args = &cfg.args;
+    trust_install::Request {
+        registry,
+        keys_dir: &args.keys_dir,
+        policy: &args.policy,
+        registries_d: &args.registries_d,
+        registries_conf_d: cfg.plain_http.then_some(args.registries_conf_d.as_path()),
+        lookaside_url: &args.lookaside_url,
+        sigstore_dir: &args.sigstore_dir,
+        key_backups: &cfg.backups,
+        key_name,
+        public_key: &cfg.public_key,
+        fingerprint: cfg.signer.fingerprint(),
+    }
+}
+
+/// What was loaded, for preflight/init/join to default to.
+fn record_state(cfg: &LoadConfig, m: &u7s_bundle::bundle::BundleManifest) -> Result<()> {
+    let args = &cfg.args;
+    if args.dry_run || m.kube_version.is_none() {
+        return Ok(());
+    }
+    let lb = u7s_bundle::kubeadm::LastBundle {
+        kube_version: m.kube_version.clone().unwrap_or_default(),
+        platform: Some(m.platform.clone()),
+        arch: Some(m.arch.clone()),
+        flannel_tag: m.flannel_tag.clone(),
+        flannel_cni_plugin_tag: m.flannel_cni_plugin_tag.clone(),
+        registry: Some(cfg.registry()),
+        bundle: Some(absolute(&args.archive).display().to_string()),
+        loaded_at: time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .ok(),
+    };
+    let path = u7s_bundle::kubeadm::LastBundle::path(&args.state_dir);
+    fsutil::create_dir_all_mode(&args.state_dir, 0o755)
+        .and_then(|()| fsutil::write_atomic(&path, &serde_json::to_vec_pretty(&lb)?, 0o644))
+        .with_context(|| format!("recording the load in {}", path.display()))
+}
+
+/// What the report says.
+struct Loaded<'a> {
+    cfg: &'a LoadConfig,
+    bundle_signer: Option<String>,
+    digests: Vec<Digest>,
+    pusher: &'a Pusher<'a>,
+    push: PushStats,
+    signatures: SignStats,
+    files: trust_install::Installed,
+    /// False when the rest of the archive was not needed (every layer present).
+    complete: bool,
+}
+
+fn report(l: &Loaded) {
+    if l.cfg.args.json {
+        report_json(l);
+    } else if !l.cfg.args.quiet {
+        report_text(l);
+    }
+}
+
+fn report_json(l: &Loaded) {
+    let (args, registry) = (&l.cfg.args, l.cfg.registry());
+    let images: Vec<_> = (l.pusher.names().iter())
+        .map(|p| json!({"name": p.identity(&registry), "digest": l.digests[p.image]}))
+        .collect();
+    print_json(&json!({
+        "archive": args.archive,
+        "dry_run": args.dry_run,
+        "bundle_signer": l.bundle_signer,
+        "image_signer": l.cfg.signer.fingerprint(),
+        "registry": registry,
+        "images": images,
+        "push": l.push,
+        "signatures": l.signatures,
+        "files": l.files.files,
+        "warnings": l.files.warnings.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "archive_fully_read": l.complete,
+    }));
+}
+
+/// One line a trust file that changed (or would), then the warnings.
+fn report_files(installed: &trust_install::Installed, dry_run: bool) {
+    use trust_install::Action;
+    for f in &installed.files {
+        let verb = match (f.action, dry_run) {
+            (Action::Unchanged, _) => continue,
+            (Action::Created, false) => "created",
+            (Action::Updated, false) => "updated",
+            (Action::Created, true) => "would create",
+            (Action::Updated, true) => "would update",
+        };
+        match &f.backup {
+            Some(b) => println!("{verb} {} (backup: {})", f.path.display(), b.display()),
+            None => println!("{verb} {}", f.path.display()),
+        }
+    }
+    for w in &installed.warnings {
+        println!("{w}");
+    }
+}
+
+fn report_text(l: &Loaded) {
+    let (args, stats, sigs) = (&l.cfg.args, &l.push, &l.signatures);
+    let fpr = l.cfg.signer.fingerprint();
+    let verb = if args.dry_run {
+        "would be loaded"
+    } else {
+        "loaded"
+    };
+    println!(
+        "{} images ({} names) {verb} into {}: {} tags set, {} already right",
+        l.pusher.manifest().images.len(),
+        l.pusher.names().len(),
+        l.cfg.registry(),
+        stats.tags_set,
+        stats.tags_unchanged
+    );
+    println!(
+        "blobs: {} uploaded ({}), {} mounted, {} already present",
+        stats.blobs_uploaded,
+        super::human_bytes(stats.bytes_uploaded),
+        stats.blobs_mounted,
+        stats.blobs_present
+    );
+    let (written, present) = (sigs.written, sigs.present);
+    println!("signatures by {fpr}: {written} written, {present} already present");
+    for m in &sigs.moved_aside {
+        println!("{m}");
+    }
+    if !l.complete {
+        println!("every layer was already in the registry: the rest of the archive was not read");
+    }
+    println!(
+        "image-signing key fingerprint: {fpr} (the other nodes: u7s-bundle node-trust --fingerprint {fpr})"
+    );
+    match &l.bundle_signer {
+        Some(f) => println!("bundle signed by {f}"),
+        None => println!("bundle NOT signed (accepted with --allow-unsigned)"),
+    }
+    report_files(&l.files, args.dry_run);
+}
 
 #[derive(Debug, Default, serde::Serialize)]
 struct SignStats {
@@ -373,16 +444,10 @@ fn moved_aside_note(m: &trust::lookaside::MovedAside) -> String {
 /// Sign every manifest for every name it was pushed under, unless a valid
 /// signature by this key for this identity is already there (reloads write
 /// nothing and never pile up signature-N files).
-fn sign_all(
-    signer: &dyn ImageSigner,
-    registry: &str,
-    digests: &[Digest],
-    names: &[PushName],
-    sigstore: &Path,
-    dry_run: bool,
-) -> Result<SignStats> {
+fn sign_all(cfg: &LoadConfig, digests: &[Digest], names: &[PushName]) -> Result<SignStats> {
+    let (registry, sigstore, dry_run) = (&cfg.registry(), &cfg.args.sigstore_dir, cfg.args.dry_run);
     let mut stats = SignStats::default();
-    let own = sign::keys::load_keyring_bytes(&signer.public_key_bytes()?)?;
+    let own = sign::keys::load_keyring_bytes(&cfg.public_key)?;
     let created = time::OffsetDateTime::now_utc().unix_timestamp();
     for n in names {
         let digest: &Digest = &digests[n.image];
@@ -407,130 +472,50 @@ fn sign_all(
             stats.present += 1;
             continue;
         }
-        if dry_run {
-            stats.written += 1;
-            continue;
+        if !dry_run {
+            sign_one(cfg, &own, n, digest, created)?;
         }
-        let payload = sign::payload(
-            &identity,
-            &digest.to_string(),
-            concat!("u7s-bundle ", env!("CARGO_PKG_VERSION")),
-            created,
-        );
-        let sig = signer
-            .sign_payload(&payload)
-            .with_context(|| format!("signing {identity}"))?;
-        trust::lookaside::store_signature(
-            sigstore,
-            &n.repository,
-            &digest.lookaside_form(),
-            &sig,
-            |old| {
-                // A signature by the same key for the same identity (e.g. an expired
-                // or re-made one) is replaced, not added to.
-                sign::verify_simple(&own, old)
-                    .map(|(p, _)| p.docker_reference == identity)
-                    .unwrap_or(false)
-            },
-        )
-        .with_context(|| {
-            format!(
-                "writing the signature of {identity} under {}",
-                sigstore.display()
-            )
-        })?;
         stats.written += 1;
     }
     Ok(stats)
 }
 
-/// The public key, policy.json (+ its copy for other nodes), registries.d.
-fn write_trust_files(
-    signer: &dyn ImageSigner,
-    args: &LoadArgs,
-    registry: &str,
-    dry_run: bool,
-) -> Result<Vec<String>> {
-    // Never over another key: a policy rule may name that file.
-    let (name, key_present) =
-        trust::keys::choose_key_name(&args.keys_dir, &key_file_name(signer), signer.fingerprint())
-            .with_context(|| format!("choosing a key file in {}", args.keys_dir.display()))?;
-    // policy.json needs an absolute keyPath: CRI-O would resolve a relative one
-    // from its own working directory.
-    let key_path = absolute(&args.keys_dir).join(format!("{name}.pgp"));
-    let mut out = Vec::new();
-    let existing_policy = match std::fs::read(&args.policy) {
-        Ok(b) => Some(b),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(e).with_context(|| format!("reading {}", args.policy.display())),
-    };
-    let (policy, policy_changed) =
-        trust::policy::merge_signed_by(existing_policy.as_deref(), registry, &key_path)
-            .with_context(|| format!("merging into {}", args.policy.display()))?;
-    let staging = format!("file://{}", absolute(&args.sigstore_dir).display());
-    if dry_run {
-        out.push(format!("would write {}", key_path.display()));
-        if policy_changed {
-            out.push(format!("would update {}", args.policy.display()));
-        }
-        out.push(format!(
-            "would write {}",
-            args.keys_dir.join("policy.json").display()
-        ));
-        out.push(format!(
-            "would configure {} (lookaside {})",
-            args.registries_d.display(),
-            args.lookaside_url
-        ));
-        return Ok(out);
-    }
-    fsutil::create_dir_all_mode(&args.keys_dir, 0o755)
-        .with_context(|| format!("creating {}", args.keys_dir.display()))?;
-    if !key_present {
-        let (p, _) = trust::keys::install_public_key(
-            &args.keys_dir,
-            &name,
-            &signer.public_key_bytes()?,
-            Some(&args.state_dir.join("backups")),
+/// One new signature for `n`, stored in the lookaside directory.
+fn sign_one(
+    cfg: &LoadConfig,
+    own: &[sequoia_openpgp::Cert],
+    n: &PushName,
+    digest: &Digest,
+    created: i64,
+) -> Result<()> {
+    let (identity, sigstore) = (n.identity(&cfg.registry()), &cfg.args.sigstore_dir);
+    let payload = sign::payload(
+        &identity,
+        &digest.to_string(),
+        concat!("u7s-bundle ", env!("CARGO_PKG_VERSION")),
+        created,
+    );
+    let sig = (cfg.signer.sign_payload(&payload)).with_context(|| format!("signing {identity}"))?;
+    trust::lookaside::store_signature(
+        sigstore,
+        &n.repository,
+        &digest.lookaside_form(),
+        &sig,
+        |old| {
+            // A signature by the same key for the same identity (e.g. an expired
+            // or re-made one) is replaced, not added to.
+            sign::verify_simple(own, old)
+                .map(|(p, _)| p.docker_reference == identity)
+                .unwrap_or(false)
+        },
+    )
+    .with_context(|| {
+        format!(
+            "writing the signature of {identity} under {}",
+            sigstore.display()
         )
-        .with_context(|| format!("writing the public key into {}", args.keys_dir.display()))?;
-        out.push(format!("wrote {}", p.display()));
-    }
-    if let Some(parent) = args.policy.parent() {
-        fsutil::create_dir_all_mode(parent, 0o755)?;
-    }
-    if let Some(b) = fsutil::write_atomic_with_backup(&args.policy, &policy, 0o644)
-        .with_context(|| format!("writing {}", args.policy.display()))?
-    {
-        out.push(format!(
-            "updated {} (backup: {})",
-            args.policy.display(),
-            b.display()
-        ));
-    } else if policy_changed {
-        out.push(format!("wrote {}", args.policy.display()));
-    }
-    let copy = args.keys_dir.join("policy.json");
-    let copy_existed = copy.exists();
-    match fsutil::write_atomic_with_backup(&copy, &policy, 0o644)
-        .with_context(|| format!("writing {}", copy.display()))?
-    {
-        Some(b) => out.push(format!(
-            "updated {} (backup: {})",
-            copy.display(),
-            b.display()
-        )),
-        None if !copy_existed => out.push(format!("wrote {}", copy.display())),
-        None => {}
-    }
-    fsutil::create_dir_all_mode(&args.registries_d, 0o755)?;
-    for c in
-        trust::registries_d::configure(&args.registries_d, registry, &args.lookaside_url, &staging)
-            .with_context(|| format!("configuring {}", args.registries_d.display()))?
-    {
-        out.push(c.to_string());
-    }
-    Ok(out)
+    })?;
+    Ok(())
 }
 
 /// Every path load writes, checked before anything is read (a dry run too).
@@ -573,23 +558,9 @@ fn probe_failed(args: &LoadArgs, fingerprint: &str) -> String {
     msg
 }
 
-/// Plain HTTP: the registries.conf drop-in that lets podman and CRI-O pull.
-fn mark_insecure(conf_d: &Path, registry: &str, dry_run: bool) -> Result<Vec<String>> {
-    let plan = trust::registries_conf::plan(conf_d, registry)
-        .with_context(|| format!("checking {}", conf_d.display()))?;
-    if dry_run {
-        return Ok(plan
-            .changes
-            .iter()
-            .map(|c| format!("would do: {c}"))
-            .collect());
-    }
-    let changes = trust::registries_conf::apply(plan)?;
-    Ok(changes.iter().map(ToString::to_string).collect())
-}
-
 /// `imagemaker` from `imagemaker@example.org`; the fingerprint when there is no email.
-fn key_file_name(signer: &dyn ImageSigner) -> String {
+fn key_file_name(cfg: &LoadConfig) -> String {
+    let signer = cfg.signer.as_ref();
     let local = signer
         .email()
         .and_then(|e| e.split('@').next().map(str::to_string))

@@ -23,6 +23,8 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 
 use crate::cli::{Cli, Command, RegistryArgs, SelectArgs, TrustArgs};
+use u7s_bundle::bundle::{reader, volumes};
+use u7s_bundle::error::Class;
 use u7s_bundle::podsec_env::{EnvValue, PodsecEnv};
 use u7s_bundle::profile::{
     self, ImageSet, PlatformKind, Profiles, SetOptions, DEFAULT_SOURCE_REGISTRY,
@@ -63,98 +65,36 @@ pub enum Exit {
 pub const EXIT_VERIFICATION: i32 = 3;
 
 /// 3 for anything that means "this bundle is not to be trusted", 130/143 for
-/// interruptions, 1 otherwise.
+/// interruptions, 1 otherwise: the class the first classified error in the
+/// chain says.
 pub fn exit_code(err: &anyhow::Error) -> i32 {
-    use u7s_bundle::bundle::reader::ReadError;
-    use u7s_bundle::bundle::verify::VerifyError;
-    for cause in err.chain() {
-        if let Some(e) = cause.downcast_ref::<Exit>() {
-            return exit_of(e);
-        }
-        if let Some(e) = cause.downcast_ref::<u7s_bundle::bundle::volumes::VolumeError>() {
-            return if e.is_verification() {
-                EXIT_VERIFICATION
-            } else {
-                1
-            };
-        }
-        if let Some(ReadError::Rejected(inner)) = cause.downcast_ref::<ReadError>() {
-            // A callback stopped the read: its own error decides (a registry
-            // failure while pushing is not a verification failure).
-            if let Some(e) = inner.downcast_ref::<Exit>() {
-                return exit_of(e);
-            }
-            if inner
-                .downcast_ref::<u7s_bundle::bundle::volumes::VolumeError>()
-                .is_some_and(|e| e.is_verification())
-            {
-                return EXIT_VERIFICATION;
-            }
-            if inner
-                .downcast_ref::<u7s_bundle::sign::SignError>()
-                .is_some_and(is_verification)
-            {
-                return EXIT_VERIFICATION;
-            }
-            if let Some(e) = inner.downcast_ref::<VerifyError>() {
-                return if e.is_verification() {
-                    EXIT_VERIFICATION
-                } else {
-                    1
-                };
-            }
-            if let Some(
-                u7s_bundle::push::PushError::NotVerified { .. }
-                | u7s_bundle::push::PushError::Archive { .. },
-            ) = inner.downcast_ref::<u7s_bundle::push::PushError>()
-            {
-                return EXIT_VERIFICATION;
-            }
-            // A blob that failed its digest check while the callback read it.
-            if inner
-                .downcast_ref::<std::io::Error>()
-                .is_some_and(|e| e.kind() == std::io::ErrorKind::InvalidData)
-            {
-                return EXIT_VERIFICATION;
-            }
-            return 1;
-        }
-        // The archive could not be opened at all (missing, unreadable): a
-        // usage problem, not an untrusted bundle.
-        if let Some(ReadError::Io(e)) = cause.downcast_ref::<ReadError>() {
-            use std::io::ErrorKind as K;
-            if matches!(
-                e.kind(),
-                K::NotFound | K::PermissionDenied | K::IsADirectory
-            ) {
-                return 1;
-            }
-        }
-        if cause.downcast_ref::<ReadError>().is_some()
-            || cause
-                .downcast_ref::<u7s_bundle::bundle::model::ModelError>()
-                .is_some()
-            || cause
-                .downcast_ref::<u7s_bundle::sign::SignError>()
-                .is_some_and(is_verification)
-        {
-            return EXIT_VERIFICATION;
-        }
+    match err.chain().find_map(class_of).unwrap_or(Class::Failed) {
+        Class::Untrusted => EXIT_VERIFICATION,
+        Class::Interrupted(code) => code,
+        Class::Failed => 1,
     }
-    1
 }
 
-/// Signature checks that failed (3), as opposed to trouble with our own
-/// signing key, files or gpg (1).
-fn is_verification(e: &u7s_bundle::sign::SignError) -> bool {
-    e.is_verification()
-}
-
-fn exit_of(e: &Exit) -> i32 {
-    match e {
-        Exit::Verification(_) => EXIT_VERIFICATION,
-        Exit::Interrupted(c) => *c,
+/// The class an error says of itself, for the error types that know one.
+fn class_of(e: &(dyn std::error::Error + 'static)) -> Option<Class> {
+    use u7s_bundle::bundle::{model::ModelError, reader::ReadError, verify::VerifyError};
+    use u7s_bundle::{bundle::volumes::VolumeError, load::StreamError, sign::SignError};
+    if let Some(e) = e.downcast_ref::<Exit>() {
+        return Some(match e {
+            Exit::Verification(_) => Class::Untrusted,
+            Exit::Interrupted(c) => Class::Interrupted(*c),
+        });
     }
+    (e.downcast_ref::<StreamError>().map(StreamError::class))
+        .or_else(|| e.downcast_ref::<VolumeError>().map(VolumeError::class))
+        .or_else(|| e.downcast_ref::<ReadError>().map(ReadError::class))
+        .or_else(|| e.downcast_ref::<VerifyError>().map(VerifyError::class))
+        .or_else(|| e.downcast_ref::<ModelError>().map(|_| Class::Untrusted))
+        .or_else(|| {
+            // Trouble with our own key or gpg says nothing: look further down.
+            let c = e.downcast_ref::<SignError>()?.class();
+            (c == Class::Untrusted).then_some(c)
+        })
 }
 
 /// `err` and its causes joined by `: `, leaving out a cause whose text the
@@ -173,6 +113,24 @@ pub fn error_message(err: &anyhow::Error) -> String {
         msg.push_str(&text);
     }
     msg
+}
+
+/// bundle.json and its signature, the first entries of a bundle file or
+/// volume set (nothing else is read, the volume index's signature is not
+/// checked): what `inspect` shows and `preflight`/`init`/`join` select by.
+pub fn read_header(path: &Path) -> Result<reader::Header> {
+    let not_bundle = || {
+        anyhow::anyhow!(
+            "{} has no bundle.json first: not a u7s bundle (a legacy podsec archive?)",
+            path.display()
+        )
+    };
+    if !volumes::is_volume_path(path) && reader::is_legacy(path).unwrap_or(false) {
+        return Err(not_bundle());
+    }
+    let input = volumes::Input::open(path, None, None)
+        .with_context(|| format!("opening {}", path.display()))?;
+    reader::read_header(input).with_context(|| format!("reading {}", path.display()))
 }
 
 pub fn load_profiles(dir: Option<&Path>) -> Result<Profiles> {

@@ -6,8 +6,7 @@
 //! ready. A shared helper, not a command: the commands import it, not each other.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{BufReader, Read, Write};
+use std::io::Write;
 use std::net::ToSocketAddrs;
 use std::path::Path;
 
@@ -18,8 +17,6 @@ use serde_json::json;
 use super::host_images::{ask_kubeadm, host_flannel as host_flannel_manifest, image_of};
 use super::{load_profiles, registry_client};
 use crate::cli::{ClusterSelectArgs, RegistryArgs};
-use u7s_bundle::bundle::compress;
-use u7s_bundle::bundle::model::{BundleManifest, MANIFEST_NAME, MAX_MANIFEST_BYTES};
 use u7s_bundle::digest::Digest;
 use u7s_bundle::kubeadm::LastBundle;
 use u7s_bundle::oci;
@@ -330,7 +327,7 @@ fn select_from_bundle(
     path: &Path,
     plain_http: bool,
 ) -> Result<Selection> {
-    let m = read_bundle_json(path)?;
+    let m = super::read_header(path)?.manifest;
     let Some(v) = &m.kube_version else {
         bail!(
             "{} holds base images ({}), not a kubernetes image set",
@@ -365,30 +362,6 @@ fn select_from_bundle(
         set_checks: Vec::new(),
         fixes: BTreeMap::new(),
     })
-}
-
-/// bundle.json, the first entry of a bundle (nothing else is read).
-fn read_bundle_json(path: &Path) -> Result<BundleManifest> {
-    let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let (_, dec) = compress::decoder(BufReader::new(f))
-        .with_context(|| format!("reading {}", path.display()))?;
-    let mut ar = tar::Archive::new(dec);
-    let mut entries = ar.entries()?;
-    let not_bundle = || {
-        anyhow::anyhow!(
-            "{} has no bundle.json first: not a u7s bundle",
-            path.display()
-        )
-    };
-    let mut e = entries.next().ok_or_else(not_bundle)??;
-    if e.path_bytes().as_ref() != MANIFEST_NAME.as_bytes() {
-        return Err(not_bundle());
-    }
-    let mut buf = Vec::new();
-    (&mut e)
-        .take(MAX_MANIFEST_BYTES + 1)
-        .read_to_end(&mut buf)?;
-    Ok(BundleManifest::parse(&buf)?)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

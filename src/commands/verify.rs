@@ -9,8 +9,7 @@ use serde_json::json;
 
 use super::{print_json, trust_sources, trusted_keys, Exit};
 use crate::cli::VerifyArgs;
-use u7s_bundle::bundle::reader::{self, Entry};
-use u7s_bundle::bundle::verify::{check_layout, check_signature};
+use u7s_bundle::bundle::verify::{self as bundle_verify, check_layout};
 use u7s_bundle::bundle::volumes;
 
 pub fn run(args: VerifyArgs) -> Result<()> {
@@ -27,44 +26,17 @@ pub fn run(args: VerifyArgs) -> Result<()> {
     let mut input = volumes::Input::open(&args.archive, None, Some(&trust))
         .with_context(|| format!("opening {}", args.archive.display()))?;
     let volume_json = input.bundle_json_digest();
-    let mut signer: Option<String> = None;
-    let mut index: Option<Vec<u8>> = None;
-    let mut blobs = 0usize;
-    let header = reader::read_bundle(
-        &mut input,
-        |h| {
-            volumes::check_bundle_json(volume_json.as_ref(), &h.raw_manifest)?;
-            signer = check_signature(&h.raw_manifest, h.signature.as_deref(), &trust)?;
-            Ok(())
-        },
-        |_, entry| {
-            match entry {
-                Entry::LayoutFile {
-                    path: "index.json",
-                    data,
-                } => index = Some(data),
-                Entry::LayoutFile { .. } => {}
-                Entry::Blob { blob, reader } => {
-                    // A read error here is the archive's (cut short, corrupt):
-                    // a verification failure, not an operational one.
-                    std::io::copy(reader, &mut std::io::sink()).map_err(|e| {
-                        Exit::Verification(format!("reading blob {}: {e}", blob.digest))
-                    })?;
-                    blobs += 1;
-                }
-            }
-            Ok(())
-        },
-    )
-    .map_err(|e| {
-        // A bad volume is the cause, not the corrupt stream it made.
-        let e = match input.diagnose() {
-            Some(v) => anyhow::Error::new(v),
-            None => anyhow::Error::new(e),
-        };
-        e.context(format!("{} does not verify", args.archive.display()))
-    })?;
-    let index = index.context("index.json missing")?;
+    let (header, verified) = bundle_verify::verify_bundle(&mut input, &trust, volume_json)
+        .map_err(|e| {
+            // A bad volume is the cause, not the corrupt stream it made.
+            let e = match input.diagnose() {
+                Some(v) => anyhow::Error::new(v),
+                None => anyhow::Error::new(e),
+            };
+            e.context(format!("{} does not verify", args.archive.display()))
+        })?;
+    let (signer, blobs) = (verified.signer, verified.blobs);
+    let index = verified.index_json.context("index.json missing")?;
     check_layout(&header.manifest, &index)
         .map_err(|why| Exit::Verification(format!("{}: {why}", args.archive.display())))?;
 

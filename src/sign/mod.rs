@@ -241,8 +241,8 @@ pub enum SignError {
 impl SignError {
     /// Signature checks that failed (the bundle or image is not to be trusted),
     /// as opposed to trouble with our own signing key, files or gpg.
-    pub fn is_verification(&self) -> bool {
-        matches!(
+    pub fn class(&self) -> crate::error::Class {
+        let untrusted = matches!(
             self,
             SignError::MalformedSignature(_)
                 | SignError::UnknownKey { .. }
@@ -254,7 +254,12 @@ impl SignError {
                 | SignError::SignatureCount(_)
                 | SignError::NotSignedMessage(_)
                 | SignError::InvalidPayload(_)
-        )
+        );
+        if untrusted {
+            crate::error::Class::Untrusted
+        } else {
+            crate::error::Class::Failed
+        }
     }
 }
 

@@ -10,6 +10,8 @@
 //! - [`keys`]: the public keys the policy points at.
 //! - [`registries_conf`]: a `registries.conf.d` drop-in marking a plain-HTTP
 //!   registry `insecure`, without which podman and CRI-O insist on HTTPS.
+//! - [`install`]: all of the above as `load` leaves them, planned then
+//!   written by one function that returns what changed.
 //!
 //! Every file is written through [`crate::fsutil`]: atomically, and with a dated
 //! backup of what it replaces, because a broken trust file stops the whole
@@ -21,6 +23,7 @@
 //! see `shared/notes/simple-signing.md`.
 
 pub mod insecure_registry;
+pub mod install;
 pub mod keys;
 pub mod lookaside;
 pub mod node;
