@@ -12,6 +12,7 @@ pub mod cache;
 pub mod delta;
 pub mod digest;
 pub mod edits;
+pub mod freshness;
 pub mod fsutil;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -48,6 +48,8 @@ pub struct BundleInfo {
     pub flannel_tag: Option<String>,
     pub flannel_cni_plugin_tag: Option<String>,
     pub created: String,
+    /// `build --expires`: RFC 3339.
+    pub expires: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -223,6 +225,7 @@ pub fn assemble(
         flannel_tag: info.flannel_tag,
         flannel_cni_plugin_tag: info.flannel_cni_plugin_tag,
         created: info.created,
+        expires: info.expires,
         tool: concat!("u7s-bundle ", env!("CARGO_PKG_VERSION")).to_string(),
         layout: vec![
             FileEntry {

@@ -679,6 +679,7 @@ fn legacy_manifest(
         flannel_tag: None,
         flannel_cni_plugin_tag: None,
         created: String::new(),
+        expires: None,
         tool: "podsec".into(),
         layout: vec![
             FileEntry {

@@ -69,6 +69,7 @@ pub fn run(args: InspectArgs) -> Result<()> {
             "flannel_tag": m.flannel_tag,
             "flannel_cni_plugin_tag": m.flannel_cni_plugin_tag,
             "created": m.created,
+            "expires": m.expires,
             "tool": m.tool,
             "signed": sig.is_some(),
             "signer": signer,
@@ -110,6 +111,9 @@ pub fn run(args: InspectArgs) -> Result<()> {
             .unwrap_or_default()
     );
     println!("created:    {} by {}", m.created, m.tool);
+    if let Some(e) = &m.expires {
+        println!("expires:    {e} (load and verify refuse it after)");
+    }
     match (&sig, &signer) {
         (Some(_), Some(f)) => {
             println!("signed:     yes, by {f} (not verified here: run `u7s-bundle verify`)")

@@ -21,7 +21,7 @@ use u7s_bundle::progress::Progress;
 use u7s_bundle::push::{push_names, LayerCompression, PushError, PushName, Pusher};
 use u7s_bundle::sign::{self, ImageSigner};
 use u7s_bundle::trust;
-use u7s_bundle::{delta, fsutil, interrupt};
+use u7s_bundle::{delta, freshness, fsutil, interrupt};
 
 pub fn run(args: LoadArgs) -> Result<()> {
     interrupt::install();
@@ -108,6 +108,7 @@ pub fn run(args: LoadArgs) -> Result<()> {
         )
     };
     let volume_json = input.as_ref().and_then(volumes::Input::bundle_json_digest);
+    let mut fresh: Option<freshness::Guard> = None;
     let check_header = |h: &reader::Header| -> Result<(), reader::BoxError> {
         volumes::check_bundle_json(volume_json.as_ref(), &h.raw_manifest)?;
         signer_fpr = check_signature(
@@ -118,6 +119,8 @@ pub fn run(args: LoadArgs) -> Result<()> {
         )?;
         u7s_bundle::platform::check_bundle_arch(&h.manifest.arch, args.arch.as_deref())
             .map_err(|why| Box::new(Exit::Verification(why)) as reader::BoxError)?;
+        freshness::check_expiry(&h.manifest, time::OffsetDateTime::now_utc())
+            .map_err(freshness_refused)?;
         let mut m = h.manifest.clone();
         if m.legacy_prefixes.is_empty() {
             // A podsec archive does not say; the profile of its platform does.
@@ -131,6 +134,18 @@ pub fn run(args: LoadArgs) -> Result<()> {
             }
         }
         let n = push_names(&m, legacy_names);
+        // Before the first blob: an older bundle must not move a newer one's tags.
+        fresh = Some(
+            freshness::Guard::check(
+                &args.state_dir,
+                &client,
+                &m,
+                &h.raw_manifest,
+                &n,
+                args.allow_downgrade,
+            )
+            .map_err(freshness_refused)?,
+        );
         // A delta: what it leaves out must be here before a layer is read.
         delta::check_base_present(
             &client,
@@ -245,6 +260,19 @@ pub fn run(args: LoadArgs) -> Result<()> {
     )?;
     pusher.tag_all().context("setting tags")?;
     let stats = pusher.stats.clone();
+    let repointed = fresh
+        .take()
+        .expect("checked with the header")
+        .commit(
+            &args.state_dir,
+            &registry,
+            m,
+            n,
+            &digests,
+            &pusher.repointed,
+            args.dry_run,
+        )
+        .context("recording the tags set")?;
 
     // Trust files last.
     let mut changes: Vec<String> = Vec::new();
@@ -295,6 +323,7 @@ pub fn run(args: LoadArgs) -> Result<()> {
             "signatures": sig_stats,
             "files": changes,
             "archive_fully_read": !skipped_rest,
+            "repointed": repointed,
         }));
     } else if !args.quiet {
         let verb = if args.dry_run {
@@ -325,6 +354,10 @@ pub fn run(args: LoadArgs) -> Result<()> {
         for m in &sig_stats.moved_aside {
             println!("{m}");
         }
+        let verb = if args.dry_run { "would re-point" } else { "re-pointed" };
+        for r in &repointed {
+            println!("{verb} {}", r.describe());
+        }
         if skipped_rest {
             println!(
                 "every layer was already in the registry: the rest of the archive was not read"
@@ -344,6 +377,16 @@ pub fn run(args: LoadArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A stale bundle (expired, or older than what set the tags) is not to be
+/// trusted (exit 3); trouble reading the record or the registry is not.
+fn freshness_refused(e: freshness::FreshnessError) -> reader::BoxError {
+    if e.is_refusal() {
+        Box::new(Exit::Verification(e.to_string()))
+    } else {
+        Box::new(e)
+    }
 }
 
 /// Raised by the entry callback when the rest of the archive is not needed.

@@ -38,6 +38,9 @@ pub fn run(args: VerifyArgs) -> Result<()> {
                 &keyring,
                 args.trust.allow_unsigned,
             )?;
+            // Signed, so its `expires` can be believed; past it, refused.
+            u7s_bundle::freshness::check_expiry(&h.manifest, time::OffsetDateTime::now_utc())
+                .map_err(|e| Exit::Verification(e.to_string()))?;
             Ok(())
         },
         |_, entry| {
