@@ -432,22 +432,37 @@ fn preflight_init_join_on_a_loaded_registry_agree_with_skopeo() {
         assert!(script.starts_with("#!/bin/sh\n"));
         assert!(
             script.contains(&format!(
-                "kubeadm join 10.0.0.10:6443 --token {TOKEN} --discovery-token-ca-cert-hash {hash}"
+                "kubeadm join 10.0.0.10:6443 --token <redacted> --discovery-token-ca-cert-hash {hash}"
             )),
             "{script}"
         );
-        assert!(script.contains(&format!("exec u7s-bundle join 10.0.0.10:6443 --token {TOKEN} --discovery-token-ca-cert-hash {hash}")), "{script}");
+        assert!(script.contains(&format!("\nu7s-bundle join 10.0.0.10:6443 --token-file \"$secrets/token\" --discovery-token-ca-cert-hash {hash}")), "{script}");
         assert!(
             script.contains("--platform c10f --kube-version v1.26.9"),
             "{script}"
         );
+        // The secrets only as here-document bodies: never in a command's
+        // arguments, where every local user could read them.
+        for l in script.lines() {
+            if l.contains(TOKEN) || l.contains(CERT_KEY) {
+                assert!(l == TOKEN || l == CERT_KEY, "a secret in {l:?}");
+            }
+        }
+        assert!(
+            script.contains(&format!("cat > \"$secrets/token\" <<'U7S_SECRET'\n{TOKEN}\nU7S_SECRET\n")),
+            "{script}"
+        );
+        // The shell reads it as written.
+        let out = std::process::Command::new("sh").args(["-n", "-c", script]).output().unwrap();
+        assert_success(&out, "sh -n join script");
     }
     assert!(
         !w.contains("--control-plane") && !w.contains(CERT_KEY),
         "{w}"
     );
     assert!(
-        c.contains(&format!("--control-plane --certificate-key {CERT_KEY}")),
+        c.contains("--control-plane --certificate-key-file \"$secrets/certificate-key\"")
+            && c.contains(&format!("\n{CERT_KEY}\nU7S_SECRET\n")),
         "{c}"
     );
 
