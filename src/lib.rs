@@ -20,6 +20,7 @@ pub mod hosts;
 pub mod interrupt;
 pub mod kubeadm;
 pub mod lock;
+pub mod node_state;
 pub mod oci;
 pub mod plan;
 pub mod platform;

@@ -390,6 +390,26 @@ fn preflight_init_join_on_a_loaded_registry_agree_with_skopeo() {
     );
     assert!(out.status.success(), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("c10f v1.26.9"));
+    // Two versions loaded (load records each), none running here yet: which
+    // one is not guessed, both are named.
+    let loaded = s.p("state/loaded/c10f");
+    fs::create_dir_all(&loaded).unwrap();
+    for v in ["v1.26.9", "v1.27.3"] {
+        fs::write(
+            loaded.join(format!("{v}.json")),
+            format!(r#"{{"kube_version":"{v}","platform":"c10f"}}"#),
+        )
+        .unwrap();
+    }
+    let out = s.run(
+        &["preflight", "--arch", "amd64"],
+        &policy,
+        &rd,
+        &[("U7S_PLATFORM", "c10f")],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(err.contains("v1.27.3, v1.26.9") && err.contains("--kube-version"), "{err}");
 
     // init: the wrapper gets `init`, the U7S_* values of the bundle; both join
     // commands saved 0600.
@@ -465,6 +485,18 @@ fn preflight_init_join_on_a_loaded_registry_agree_with_skopeo() {
             && c.contains(&format!("\n{CERT_KEY}\nU7S_SECRET\n")),
         "{c}"
     );
+
+    // init recorded the version this node runs: it wins over the newer one
+    // loaded (an upgrade is the admin's decision, not a load's).
+    let out = s.run(
+        &["preflight", "--arch", "amd64"],
+        &policy,
+        &rd,
+        &[("U7S_PLATFORM", "c10f")],
+    );
+    let o = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(o.contains("c10f v1.26.9") && o.contains("this node runs"), "{o}");
 
     // The wrapper's exit code is passed through.
     let (out, called) = s.init(&policy, &[("STANDIN_EXIT", "7")]);

@@ -251,6 +251,14 @@ fn run(select: &ClusterSelectArgs, opts: &KubeadmRunArgs, join: Option<JoinSpec>
         );
         std::process::exit(if code == 0 { 1 } else { code });
     }
+    // What this node runs now: a later load of another version does not
+    // change what init/join/preflight here default to.
+    u7s_bundle::node_state::NodeRecord {
+        platform: sel.platform.clone(),
+        kube_version: sel.kube_version.to_string(),
+    }
+    .write(&select.state_dir)
+    .context("recording the node's kubernetes version")?;
     if join.is_none() {
         save_join_commands(select, &sel, &captured)?;
     }

@@ -301,10 +301,9 @@ pub fn run(args: LoadArgs) -> Result<()> {
                 .format(&time::format_description::well_known::Rfc3339)
                 .ok(),
         };
-        let path = u7s_bundle::kubeadm::LastBundle::path(&args.state_dir);
-        fsutil::create_dir_all_mode(&args.state_dir, 0o755)
-            .and_then(|()| fsutil::write_atomic(&path, &serde_json::to_vec_pretty(&lb)?, 0o644))
-            .with_context(|| format!("recording the load in {}", path.display()))?;
+        // Per platform and version too: loading another version must not
+        // change what init/join on this node use (see node_state).
+        u7s_bundle::node_state::record_load(&args.state_dir, &lb).context("recording the load")?;
     }
 
     let images: Vec<_> = n
