@@ -320,29 +320,34 @@ pub fn check(
     }
 }
 
+/// What a load's `tag_all` did, for the record.
+pub struct Tagged<'a> {
+    pub registry: &'a str,
+    pub manifest: &'a BundleManifest,
+    pub names: &'a [PushName],
+    /// Per image of the bundle, the manifest digest as pushed.
+    pub digests: &'a [Digest],
+    pub repointed: &'a [Repointed],
+}
+
 /// After tagging: what moved, named (old → new, and who had set the old
 /// digest), and the record updated. An entry is replaced when the tag moved
 /// or the bundle is not older than its setter, so an old bundle that happens
 /// to carry the same image does not become the setter a middle one is then
 /// compared with.
-#[allow(clippy::too_many_arguments)]
 pub fn after_tagging(
     record: &mut TagRecord,
     bundle: &BundleId,
-    registry: &str,
-    m: &BundleManifest,
-    names: &[PushName],
-    digests: &[Digest],
-    repointed: &[Repointed],
+    t: &Tagged<'_>,
     allowed: &[Replacement],
 ) -> Vec<Replacement> {
     let now = OffsetDateTime::now_utc()
         .format(&Rfc3339)
         .unwrap_or_default();
     let mut out = Vec::new();
-    for r in repointed {
-        let n = &names[r.name];
-        let identity = n.identity(registry);
+    for r in t.repointed {
+        let n = &t.names[r.name];
+        let identity = n.identity(t.registry);
         let set_by = record.setter(&identity, &r.old).map(|e| e.bundle.clone());
         let downgrade = allowed
             .iter()
@@ -356,10 +361,13 @@ pub fn after_tagging(
             downgrade,
         });
     }
-    for n in names {
-        let identity = n.identity(registry);
-        let digest = &digests[n.image];
-        let moved = record.tags.get(&identity).is_none_or(|e| &e.digest != digest);
+    for n in t.names {
+        let identity = n.identity(t.registry);
+        let digest = &t.digests[n.image];
+        let moved = record
+            .tags
+            .get(&identity)
+            .is_none_or(|e| &e.digest != digest);
         let keep = record
             .tags
             .get(&identity)
@@ -371,7 +379,7 @@ pub fn after_tagging(
             identity,
             TagEntry {
                 digest: digest.clone(),
-                bundle_manifest: m.images[n.image].manifest.clone(),
+                bundle_manifest: t.manifest.images[n.image].manifest.clone(),
                 bundle: bundle.clone(),
                 set_at: now.clone(),
             },
@@ -425,23 +433,10 @@ impl Guard {
     pub fn commit(
         mut self,
         state_dir: &Path,
-        registry: &str,
-        m: &BundleManifest,
-        names: &[PushName],
-        digests: &[Digest],
-        repointed: &[Repointed],
+        tagged: &Tagged<'_>,
         dry_run: bool,
     ) -> Result<Vec<Replacement>, FreshnessError> {
-        let out = after_tagging(
-            &mut self.record,
-            &self.bundle,
-            registry,
-            m,
-            names,
-            digests,
-            repointed,
-            &self.allowed,
-        );
+        let out = after_tagging(&mut self.record, &self.bundle, tagged, &self.allowed);
         if !dry_run {
             self.record.write(state_dir)?;
         }

@@ -409,7 +409,10 @@ fn preflight_init_join_on_a_loaded_registry_agree_with_skopeo() {
     );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{}", text(&out));
-    assert!(err.contains("v1.27.3, v1.26.9") && err.contains("--kube-version"), "{err}");
+    assert!(
+        err.contains("v1.27.3, v1.26.9") && err.contains("--kube-version"),
+        "{err}"
+    );
 
     // init: the wrapper gets `init`, the U7S_* values of the bundle; both join
     // commands saved 0600.
@@ -469,11 +472,16 @@ fn preflight_init_join_on_a_loaded_registry_agree_with_skopeo() {
             }
         }
         assert!(
-            script.contains(&format!("cat > \"$secrets/token\" <<'U7S_SECRET'\n{TOKEN}\nU7S_SECRET\n")),
+            script.contains(&format!(
+                "cat > \"$secrets/token\" <<'U7S_SECRET'\n{TOKEN}\nU7S_SECRET\n"
+            )),
             "{script}"
         );
         // The shell reads it as written.
-        let out = std::process::Command::new("sh").args(["-n", "-c", script]).output().unwrap();
+        let out = std::process::Command::new("sh")
+            .args(["-n", "-c", script])
+            .output()
+            .unwrap();
         assert_success(&out, "sh -n join script");
     }
     assert!(
@@ -496,7 +504,10 @@ fn preflight_init_join_on_a_loaded_registry_agree_with_skopeo() {
     );
     let o = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(o.contains("c10f v1.26.9") && o.contains("this node runs"), "{o}");
+    assert!(
+        o.contains("c10f v1.26.9") && o.contains("this node runs"),
+        "{o}"
+    );
 
     // The wrapper's exit code is passed through.
     let (out, called) = s.init(&policy, &[("STANDIN_EXIT", "7")]);

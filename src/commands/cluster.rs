@@ -341,7 +341,11 @@ fn u7s_join_command(
         let w = words[i];
         match w {
             "--token" | "--certificate-key" => {
-                let file = if w == "--token" { "token" } else { "certificate-key" };
+                let file = if w == "--token" {
+                    "token"
+                } else {
+                    "certificate-key"
+                };
                 if let Some(v) = words.get(i + 1) {
                     out.push(format!("{w}-file \"$secrets/{file}\""));
                     secrets.push((file, v.to_string()));

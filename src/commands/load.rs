@@ -265,11 +265,13 @@ pub fn run(args: LoadArgs) -> Result<()> {
         .expect("checked with the header")
         .commit(
             &args.state_dir,
-            &registry,
-            m,
-            n,
-            &digests,
-            &pusher.repointed,
+            &freshness::Tagged {
+                registry: &registry,
+                manifest: m,
+                names: n,
+                digests: &digests,
+                repointed: &pusher.repointed,
+            },
             args.dry_run,
         )
         .context("recording the tags set")?;
@@ -353,7 +355,11 @@ pub fn run(args: LoadArgs) -> Result<()> {
         for m in &sig_stats.moved_aside {
             println!("{m}");
         }
-        let verb = if args.dry_run { "would re-point" } else { "re-pointed" };
+        let verb = if args.dry_run {
+            "would re-point"
+        } else {
+            "re-pointed"
+        };
         for r in &repointed {
             println!("{verb} {}", r.describe());
         }

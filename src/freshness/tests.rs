@@ -47,7 +47,9 @@ fn older_by_version_or_by_creation_time() {
     let v26_10 = bundle(5, Some("v1.26.10"), "2026-12-01T00:00:00Z");
     let v26_9 = bundle(6, Some("v1.26.9"), "2026-12-01T00:00:00Z");
     assert!(not_older(&v26_later, &v27).unwrap_err().contains("v1.26.9"));
-    assert!(not_older(&v27_earlier, &v27).unwrap_err().contains("before"));
+    assert!(not_older(&v27_earlier, &v27)
+        .unwrap_err()
+        .contains("before"));
     assert!(not_older(&v27_later, &v27).is_ok());
     assert!(not_older(&v27, &v27).is_ok());
     // Numeric, not string order.
@@ -70,7 +72,10 @@ fn a_downgrade_is_refused_with_every_tag_named_or_allowed() {
     let err = check(&record, &older, &tags, false).unwrap_err();
     assert!(err.is_refusal());
     let text = err.to_string();
-    assert!(text.contains(TAG) && text.contains("--allow-downgrade"), "{text}");
+    assert!(
+        text.contains(TAG) && text.contains("--allow-downgrade"),
+        "{text}"
+    );
     assert!(text.contains(&d(1).to_string()) && text.contains(&ours.to_string()));
     let allowed = check(&record, &older, &tags, true).unwrap();
     assert_eq!(allowed.len(), 1);
@@ -138,11 +143,13 @@ fn the_record_survives_a_rewrite_and_keeps_the_newest_setter() {
     let moved = after_tagging(
         &mut r,
         &older,
-        "registry.local",
-        &m,
-        &names,
-        &[d(1)],
-        &[],
+        &Tagged {
+            registry: "registry.local",
+            manifest: &m,
+            names: &names,
+            digests: &[d(1)],
+            repointed: &[],
+        },
         &[],
     );
     assert!(moved.is_empty());
@@ -152,15 +159,17 @@ fn the_record_survives_a_rewrite_and_keeps_the_newest_setter() {
     let moved = after_tagging(
         &mut r,
         &older,
-        "registry.local",
-        &m,
-        &names,
-        &[d(2)],
-        &[Repointed {
-            name: 0,
-            old: d(1),
-            new: d(2),
-        }],
+        &Tagged {
+            registry: "registry.local",
+            manifest: &m,
+            names: &names,
+            digests: &[d(2)],
+            repointed: &[Repointed {
+                name: 0,
+                old: d(1),
+                new: d(2),
+            }],
+        },
         &[],
     );
     assert_eq!(moved.len(), 1);
@@ -175,7 +184,17 @@ fn validity_and_expiry() {
     assert_eq!(parse_validity("90d").unwrap(), 90 * 86_400);
     assert_eq!(parse_validity("2w").unwrap(), 14 * 86_400);
     assert_eq!(parse_validity("36h").unwrap(), 36 * 3600);
-    for bad in ["", "d", "90", "-1d", "0d", "1y", "9999999999999d", "1.5d", "٣d"] {
+    for bad in [
+        "",
+        "d",
+        "90",
+        "-1d",
+        "0d",
+        "1y",
+        "9999999999999d",
+        "1.5d",
+        "٣d",
+    ] {
         assert!(parse_validity(bad).is_err(), "{bad}");
     }
     assert_eq!(expires_at(0, 86_400), "1970-01-02T00:00:00Z");
@@ -186,5 +205,8 @@ fn validity_and_expiry() {
     assert!(check_expiry(&m, now).is_ok());
     m.expires = Some("2026-06-01T00:00:00Z".into());
     let err = check_expiry(&m, now).unwrap_err();
-    assert!(err.is_refusal() && err.to_string().contains("expired"), "{err}");
+    assert!(
+        err.is_refusal() && err.to_string().contains("expired"),
+        "{err}"
+    );
 }
