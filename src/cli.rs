@@ -289,6 +289,11 @@ pub struct BuildArgs {
     /// Replace an existing archive (or volumes) of the same name.
     #[arg(long)]
     pub force: bool,
+    /// Let the bundle expire this long after it was built (`90d`, `12w`,
+    /// `36h`): bundle.json then says until when (signed), and `load` and
+    /// `verify` refuse it after that.
+    #[arg(long, value_name = "DURATION")]
+    pub expires: Option<String>,
     /// No progress output.
     #[arg(long, short)]
     pub quiet: bool,
@@ -473,6 +478,12 @@ pub struct LoadArgs {
     /// Verify everything and report what would be pushed and written; write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Re-point tags that a newer bundle set (by kubernetes version or
+    /// creation time, as recorded in the state directory's tags.json) to
+    /// this older bundle's images; each one is named. Without it such a load
+    /// is refused before any tag moves.
+    #[arg(long)]
+    pub allow_downgrade: bool,
     /// Where to record what was loaded (last-bundle.json: the kubernetes
     /// version and platform `preflight`, `init` and `join` default to).
     #[arg(

@@ -26,6 +26,7 @@ pub mod delta;
 pub mod digest;
 pub mod edits;
 pub mod error;
+pub mod freshness;
 pub mod fsutil;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -34,6 +35,7 @@ pub mod interrupt;
 pub mod kubeadm;
 pub mod load;
 pub mod lock;
+pub mod node_state;
 pub mod oci;
 pub mod plan;
 pub mod platform;

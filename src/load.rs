@@ -12,6 +12,7 @@ use crate::bundle::BundleManifest;
 use crate::delta::{self, DeltaError};
 use crate::digest::Digest;
 use crate::error::Class;
+use crate::freshness::{self, FreshnessError, Guard};
 use crate::profile::Profiles;
 use crate::progress::Task;
 use crate::push::{push_names, LayerCompression, PushError, Pusher};
@@ -29,6 +30,9 @@ pub enum StreamError {
     Verify(VerifyError),
     #[error("{0}")]
     Delta(DeltaError),
+    /// Expired, or older than the bundle that set the tags it would move.
+    #[error("{0}")]
+    Fresh(FreshnessError),
     #[error("{0}")]
     Push(PushError),
     /// Ctrl-C or SIGTERM between two entries, with the shell's exit code.
@@ -41,6 +45,8 @@ impl StreamError {
         match self {
             StreamError::Verify(e) => e.class(),
             StreamError::Delta(_) => Class::Failed,
+            StreamError::Fresh(e) if e.is_refusal() => Class::Untrusted,
+            StreamError::Fresh(_) => Class::Failed,
             StreamError::Push(e) => e.class(),
             StreamError::Interrupted(code) => Class::Interrupted(*code),
         }
@@ -80,6 +86,10 @@ pub struct StreamOptions<'a> {
     pub arch: Option<&'a str>,
     /// Set when reading volumes: the bundle.json digest their index names.
     pub volume_json: Option<Digest>,
+    /// Where the record of what set each tag lives (see `freshness`).
+    pub state_dir: &'a std::path::Path,
+    /// `--allow-downgrade`: an older bundle may move a newer one's tags.
+    pub allow_downgrade: bool,
 }
 
 /// Checks the header, then pushes what it reads (see the module doc).
@@ -95,6 +105,7 @@ pub struct PushSink<'c, 's> {
     pusher: Option<Pusher<'c>>,
     index_json: Option<Vec<u8>>,
     signer: Option<String>,
+    guard: Option<Guard>,
     checked_rest: bool,
 }
 
@@ -105,6 +116,8 @@ pub struct Streamed<'a> {
     /// The key that signed bundle.json; `None` when accepted unsigned.
     pub signer: Option<String>,
     pub index_json: Option<Vec<u8>>,
+    /// The freshness check made with the header, to commit once tagged.
+    pub guard: Guard,
 }
 
 impl<'c, 's> PushSink<'c, 's> {
@@ -124,6 +137,7 @@ impl<'c, 's> PushSink<'c, 's> {
             pusher: None,
             index_json: None,
             signer: None,
+            guard: None,
             checked_rest: false,
         }
     }
@@ -134,6 +148,7 @@ impl<'c, 's> PushSink<'c, 's> {
             pusher: self.pusher?,
             signer: self.signer,
             index_json: self.index_json,
+            guard: self.guard?,
         })
     }
 
@@ -160,8 +175,21 @@ impl BundleSink for PushSink<'_, '_> {
         let o = &self.options;
         self.signer = verify::check_header(h, self.trust, o.volume_json.as_ref())?;
         platform::check_bundle_arch(&h.manifest.arch, o.arch).map_err(VerifyError::Arch)?;
+        freshness::check_expiry(&h.manifest, time::OffsetDateTime::now_utc())
+            .map_err(StreamError::Fresh)?;
         let m = self.with_legacy_prefixes(h.manifest.clone());
         let names = push_names(&m, o.legacy_names);
+        // Before the first blob: an older bundle must not move a newer one's tags.
+        let guard = Guard::check(
+            o.state_dir,
+            self.client,
+            &m,
+            &h.raw_manifest,
+            &names,
+            o.allow_downgrade,
+        )
+        .map_err(StreamError::Fresh)?;
+        self.guard = Some(guard);
         // A delta: what it leaves out must be here before a layer is read.
         let compressing = o.layer_compression != LayerCompression::None;
         delta::check_base_present(self.client, &m, &names, o.dry_run, compressing)

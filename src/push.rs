@@ -245,6 +245,17 @@ pub struct Pusher<'a> {
     /// The last uploaded layer, until its final PUT is done.
     pending: Option<Pending>,
     pub stats: PushStats,
+    /// Tags `tag_all` moved from another digest (not new tags).
+    pub repointed: Vec<Repointed>,
+}
+
+/// A tag that pointed to another digest before `tag_all` set it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Repointed {
+    /// Index into the names the pusher was made with.
+    pub name: usize,
+    pub old: Digest,
+    pub new: Digest,
 }
 
 impl Drop for Pusher<'_> {
@@ -300,6 +311,7 @@ impl<'a> Pusher<'a> {
             rewritten: BTreeMap::new(),
             pending: None,
             stats: PushStats::default(),
+            repointed: Vec::new(),
         }
     }
 
@@ -786,11 +798,12 @@ impl<'a> Pusher<'a> {
             work.push((n, digest, manifest));
         }
         let (client, dry_run, m) = (self.client, self.dry_run, &self.m);
+        // Per name: None when already right, Some(what it pointed to) when set.
         let set = in_parallel(&work, |(n, digest, manifest)| {
             let err = || Self::reg_err(format!("tag {}", n.tag), &n.repository);
             let current = client.head_manifest(&n.repository, &n.tag).map_err(err())?;
             if current.as_ref() == Some(digest) {
-                return Ok(false);
+                return Ok(None);
             }
             if !dry_run {
                 let media_type = &m.images[n.image].manifest_media_type;
@@ -798,13 +811,18 @@ impl<'a> Pusher<'a> {
                     .put_manifest(&n.repository, &n.tag, manifest, media_type)
                     .map_err(err())?;
             }
-            Ok(true)
+            Ok(Some(current))
         })?;
-        for changed in set {
-            if changed {
-                self.stats.tags_set += 1;
-            } else {
-                self.stats.tags_unchanged += 1;
+        let new: Vec<Digest> = work.into_iter().map(|(_, d, _)| d).collect();
+        for (i, (changed, new)) in set.into_iter().zip(new).enumerate() {
+            match changed {
+                None => self.stats.tags_unchanged += 1,
+                Some(old) => {
+                    self.stats.tags_set += 1;
+                    if let Some(old) = old {
+                        self.repointed.push(Repointed { name: i, old, new });
+                    }
+                }
             }
         }
         Ok(())

@@ -390,6 +390,29 @@ fn preflight_init_join_on_a_loaded_registry_agree_with_skopeo() {
     );
     assert!(out.status.success(), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains("c10f v1.26.9"));
+    // Two versions loaded (load records each), none running here yet: which
+    // one is not guessed, both are named.
+    let loaded = s.p("state/loaded/c10f");
+    fs::create_dir_all(&loaded).unwrap();
+    for v in ["v1.26.9", "v1.27.3"] {
+        fs::write(
+            loaded.join(format!("{v}.json")),
+            format!(r#"{{"kube_version":"{v}","platform":"c10f"}}"#),
+        )
+        .unwrap();
+    }
+    let out = s.run(
+        &["preflight", "--arch", "amd64"],
+        &policy,
+        &rd,
+        &[("U7S_PLATFORM", "c10f")],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        err.contains("v1.27.3, v1.26.9") && err.contains("--kube-version"),
+        "{err}"
+    );
 
     // init: the wrapper gets `init`, the U7S_* values of the bundle; both join
     // commands saved 0600.
@@ -432,23 +455,58 @@ fn preflight_init_join_on_a_loaded_registry_agree_with_skopeo() {
         assert!(script.starts_with("#!/bin/sh\n"));
         assert!(
             script.contains(&format!(
-                "kubeadm join 10.0.0.10:6443 --token {TOKEN} --discovery-token-ca-cert-hash {hash}"
+                "kubeadm join 10.0.0.10:6443 --token <redacted> --discovery-token-ca-cert-hash {hash}"
             )),
             "{script}"
         );
-        assert!(script.contains(&format!("exec u7s-bundle join 10.0.0.10:6443 --token {TOKEN} --discovery-token-ca-cert-hash {hash}")), "{script}");
+        assert!(script.contains(&format!("\nu7s-bundle join 10.0.0.10:6443 --token-file \"$secrets/token\" --discovery-token-ca-cert-hash {hash}")), "{script}");
         assert!(
             script.contains("--platform c10f --kube-version v1.26.9"),
             "{script}"
         );
+        // The secrets only as here-document bodies: never in a command's
+        // arguments, where every local user could read them.
+        for l in script.lines() {
+            if l.contains(TOKEN) || l.contains(CERT_KEY) {
+                assert!(l == TOKEN || l == CERT_KEY, "a secret in {l:?}");
+            }
+        }
+        assert!(
+            script.contains(&format!(
+                "cat > \"$secrets/token\" <<'U7S_SECRET'\n{TOKEN}\nU7S_SECRET\n"
+            )),
+            "{script}"
+        );
+        // The shell reads it as written.
+        let out = std::process::Command::new("sh")
+            .args(["-n", "-c", script])
+            .output()
+            .unwrap();
+        assert_success(&out, "sh -n join script");
     }
     assert!(
         !w.contains("--control-plane") && !w.contains(CERT_KEY),
         "{w}"
     );
     assert!(
-        c.contains(&format!("--control-plane --certificate-key {CERT_KEY}")),
+        c.contains("--control-plane --certificate-key-file \"$secrets/certificate-key\"")
+            && c.contains(&format!("\n{CERT_KEY}\nU7S_SECRET\n")),
         "{c}"
+    );
+
+    // init recorded the version this node runs: it wins over the newer one
+    // loaded (an upgrade is the admin's decision, not a load's).
+    let out = s.run(
+        &["preflight", "--arch", "amd64"],
+        &policy,
+        &rd,
+        &[("U7S_PLATFORM", "c10f")],
+    );
+    let o = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        o.contains("c10f v1.26.9") && o.contains("this node runs"),
+        "{o}"
     );
 
     // The wrapper's exit code is passed through.

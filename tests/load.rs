@@ -928,3 +928,147 @@ fn dry_run_reports_the_files_the_real_run_changes() {
     assert!(again.iter().all(|(_, a)| a == "unchanged"), "{again:?}");
     assert!(files(&[]).iter().all(|(_, a)| a == "unchanged"));
 }
+
+impl Site {
+    /// Another bundle of the same set from the source as it is now, with
+    /// bundle.json's `created` at `epoch` (SOURCE_DATE_EPOCH) and `extra`
+    /// build options, in its own directory `dir`.
+    fn build_at(&self, dir: &str, epoch: i64, extra: &[&str]) -> PathBuf {
+        let out_dir = self.p(dir);
+        let mut args: Vec<String> = [
+            "build",
+            "--platform",
+            "k8s-c10f2",
+            "--kube-version",
+            "v1.26.9",
+            "--arch",
+            "amd64",
+            "--source",
+            &self._src.addr,
+            "--plain-http",
+            "--sign-key",
+            self.builder_pub.with_extension("key").to_str().unwrap(),
+            "--output",
+            out_dir.to_str().unwrap(),
+            "--compression",
+            "zstd",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let out = command(self.home.path())
+            .args(&args)
+            .env("SOURCE_DATE_EPOCH", epoch.to_string())
+            .output()
+            .unwrap();
+        PathBuf::from(stdout_ok(&out).trim())
+    }
+
+    /// Every tag of the set (and its legacy name) → digest, in the target.
+    fn tag_digests(&self) -> Vec<Option<String>> {
+        SET.iter()
+            .flat_map(|n| [n.to_string(), legacy(n)])
+            .map(|n| self.target.manifest_digest(&n))
+            .collect()
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// Rollback: a bundle built earlier, signed by the same key, does not move
+/// the tags a newer one set — refused before any tag moves, exit 3, every tag
+/// named. With --allow-downgrade it does, and each re-pointed tag is named
+/// (old → new digest, and which bundle had set the old one), in text and
+/// --json. The record lives in the state directory across runs; a tag it
+/// does not explain (set outside u7s-bundle) is re-pointed and named.
+#[test]
+fn an_older_bundle_does_not_roll_the_tags_back_without_allow_downgrade() {
+    let s = Site::new();
+    let key = s.signer_key.to_str().unwrap().to_string();
+    stdout_ok(&s.load(&s.archive.clone(), &["--sign-key", &key]));
+    let newer = s.tag_digests();
+    assert!(s.p("state/tags.json").exists(), "no tag record");
+
+    // The source's images change; a bundle of them dated a day earlier.
+    Fixtures::new()
+        .size_kib(65)
+        .make(&s.p("layout2"), &SET, Some(&s._src));
+    let older = s.build_at("older", now() - 86_400, &[]);
+
+    let out = s.load(&older, &["--sign-key", &key]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("--allow-downgrade") && err.contains("/c10f/pause:3.9"),
+        "{err}"
+    );
+    assert_eq!(s.tag_digests(), newer, "a refused load moved a tag");
+
+    let out = s.load(&older, &["--sign-key", &key, "--allow-downgrade", "--json"]);
+    let j: Value = serde_json::from_str(&stdout_ok(&out)).unwrap();
+    let moved = j["repointed"].as_array().unwrap();
+    assert_eq!(moved.len(), 2 * SET.len(), "{j}");
+    let pause = moved
+        .iter()
+        .find(|r| r["name"].as_str().unwrap().ends_with("/c10f/pause:3.9"))
+        .unwrap();
+    assert_eq!(pause["old"], newer[2 * 5].clone().unwrap());
+    assert_eq!(pause["new"], s.target.manifest_digest(SET[5]).unwrap());
+    assert!(pause["downgrade"].is_string() && pause["set_by"]["created"].is_string());
+    assert_ne!(s.tag_digests(), newer);
+
+    // Forward again: the newer bundle is newer than what set the tags now.
+    let out = s.load(&s.archive.clone(), &["--sign-key", &key]);
+    let text = stdout_ok(&out);
+    assert!(
+        text.contains("re-pointed") && text.contains("→") && text.contains("set by bundle"),
+        "{text}"
+    );
+    assert_eq!(s.tag_digests(), newer);
+
+    // No record (tags set by podsec or by hand): re-pointed, and named so.
+    fs::remove_file(s.p("state/tags.json")).unwrap();
+    let text = stdout_ok(&s.load(&older, &["--sign-key", &key]));
+    assert!(text.contains("set outside u7s-bundle"), "{text}");
+}
+
+/// `build --expires`: a signed end of validity; load and verify refuse the
+/// bundle after it (exit 3) and take it before.
+#[test]
+fn an_expired_bundle_is_refused_by_load_and_verify() {
+    let s = Site::new();
+    let key = s.signer_key.to_str().unwrap().to_string();
+    let expired = s.build_at("expired", now() - 7200, &["--expires", "1h"]);
+    for out in [
+        s.load(&expired, &["--sign-key", &key]),
+        ub(
+            s.home.path(),
+            &[
+                "verify",
+                expired.to_str().unwrap(),
+                "--keyring",
+                s.builder_pub.to_str().unwrap(),
+            ],
+        ),
+    ] {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{err}");
+        assert!(err.contains("expired"), "{err}");
+    }
+    assert!(s.target.tags("c10f/pause").is_empty());
+
+    let fresh = s.build_at("fresh", now(), &["--expires", "90d"]);
+    stdout_ok(&s.load(&fresh, &["--sign-key", &key]));
+    let out = ub(
+        s.home.path(),
+        &["inspect", fresh.to_str().unwrap(), "--json"],
+    );
+    let j: Value = serde_json::from_str(&stdout_ok(&out)).unwrap();
+    assert!(j["expires"].is_string(), "{j}");
+}

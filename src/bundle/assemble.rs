@@ -50,6 +50,8 @@ pub struct BundleInfo {
     /// See [`BundleManifest::kubeadm_versions`].
     pub kubeadm_versions: Vec<String>,
     pub created: String,
+    /// `build --expires`: RFC 3339.
+    pub expires: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -233,6 +235,7 @@ pub fn assemble(
         flannel_cni_plugin_tag: info.flannel_cni_plugin_tag,
         kubeadm_versions: info.kubeadm_versions,
         created: info.created,
+        expires: info.expires,
         tool: concat!("u7s-bundle ", env!("CARGO_PKG_VERSION")).to_string(),
         layout: vec![
             FileEntry {

@@ -64,6 +64,11 @@ pub struct BundleManifest {
     pub kubeadm_versions: Vec<String>,
     /// RFC 3339 UTC.
     pub created: String,
+    /// RFC 3339 UTC: after this, `load` and `verify` refuse the bundle
+    /// (`build --expires`). Signed like the rest; absent in bundles built
+    /// without it, which make no such statement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
     pub tool: String,
     /// The image layout's own files (`oci-layout`, `index.json`).
     pub layout: Vec<FileEntry>,
@@ -265,6 +270,12 @@ impl BundleManifest {
         if !is_display_text(&self.created, 64) || !is_display_text(&self.tool, 128) {
             return bad("created or tool is not one line of printable text".into());
         }
+        if let Some(e) = &self.expires {
+            let rfc3339 = &time::format_description::well_known::Rfc3339;
+            if e.len() > 64 || time::OffsetDateTime::parse(e, rfc3339).is_err() {
+                return bad(format!("expires {e:?} is not an RFC 3339 time"));
+            }
+        }
         for p in &self.legacy_prefixes {
             if !reference::is_valid_repository(p) {
                 return bad(format!(
@@ -415,7 +426,7 @@ impl BundleManifest {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn d(n: u8) -> Digest {
@@ -423,7 +434,7 @@ mod tests {
     }
 
     /// The smallest manifest that validates: one image, three blobs.
-    fn minimal() -> BundleManifest {
+    pub(crate) fn minimal() -> BundleManifest {
         let file = |path: &str| FileEntry {
             path: path.into(),
             digest: d(9),
@@ -449,6 +460,7 @@ mod tests {
             flannel_cni_plugin_tag: Some("v1.6.2-flannel1".into()),
             kubeadm_versions: vec!["v1.26.9".into()],
             created: "2026-01-01T00:00:00Z".into(),
+            expires: None,
             tool: "u7s-bundle 0.1.0".into(),
             layout: vec![file("oci-layout"), file("index.json")],
             images: vec![ImageEntry {

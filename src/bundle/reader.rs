@@ -771,6 +771,7 @@ fn legacy_manifest(
         flannel_cni_plugin_tag: None,
         kubeadm_versions: Vec::new(),
         created: String::new(),
+        expires: None,
         tool: "podsec".into(),
         layout: vec![
             FileEntry {

@@ -46,6 +46,9 @@ pub enum VerifyError {
     /// The bundle is for another architecture than the one wanted.
     #[error("{0}")]
     Arch(String),
+    /// Past the signed `expires` of bundle.json.
+    #[error("{0}")]
+    Expired(String),
     /// A blob that could not be read to its end: the archive is cut short
     /// or corrupt.
     #[error("reading blob {digest}: {source}")]
@@ -209,6 +212,9 @@ impl BundleSink for Verifier<'_> {
 
     fn header(&mut self, h: &Header) -> Result<Flow, VerifyError> {
         self.verified.signer = check_header(h, self.trust, self.volume_json.as_ref())?;
+        // Signed, so its `expires` can be believed; past it, refused.
+        crate::freshness::check_expiry(&h.manifest, time::OffsetDateTime::now_utc())
+            .map_err(|e| VerifyError::Expired(e.to_string()))?;
         Ok(Flow::Continue)
     }
 

@@ -42,6 +42,12 @@ pub fn run(args: BuildArgs) -> Result<()> {
     let jobs = args.jobs.unwrap_or_else(default_jobs).max(1);
 
     // Everything that can fail without the network fails first.
+    let validity = args
+        .expires
+        .as_deref()
+        .map(u7s_bundle::freshness::parse_validity)
+        .transpose()
+        .context("--expires")?;
     let signer = args
         .sign_key
         .as_deref()
@@ -173,6 +179,7 @@ pub fn run(args: BuildArgs) -> Result<()> {
 
     // Assemble and sign bundle.json.
     let (created, mtime) = creation_time();
+    let expires = validity.map(|v| u7s_bundle::freshness::expires_at(mtime as i64, v));
     let info = BundleInfo {
         platform: set.platform.clone(),
         platform_aliases: platform.aliases.clone(),
@@ -190,6 +197,7 @@ pub fn run(args: BuildArgs) -> Result<()> {
         flannel_cni_plugin_tag: set.flannel_cni_plugin_tag.clone(),
         kubeadm_versions: set.kubeadm_versions.clone(),
         created,
+        expires,
     };
     let mut assembled = assemble::assemble(info, &resolved, &cache, &sizes)?;
     let saved = base.as_ref().map(|b| delta::leave_out(&mut assembled, b));

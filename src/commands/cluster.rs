@@ -255,6 +255,14 @@ fn run(select: &ClusterSelectArgs, opts: &KubeadmRunArgs, join: Option<JoinSpec>
         );
         std::process::exit(if code == 0 { 1 } else { code });
     }
+    // What this node runs now: a later load of another version does not
+    // change what init/join/preflight here default to.
+    u7s_bundle::node_state::NodeRecord {
+        platform: sel.platform.clone(),
+        kube_version: sel.kube_version.to_string(),
+    }
+    .write(&select.state_dir)
+    .context("recording the node's kubernetes version")?;
     if join.is_none() {
         save_join_commands(select, &sel, &captured)?;
     }
@@ -315,17 +323,41 @@ fn wrapper_env(sel: &Selection) -> Vec<(String, String)> {
     env
 }
 
-/// `u7s-bundle join …` for a `kubeadm join …` line: the same endpoint and
-/// secrets, plus the image set of this cluster (a joining node has no bundle
-/// record of its own).
-fn u7s_join_command(select: &ClusterSelectArgs, sel: &Selection, kubeadm_line: &str) -> String {
+/// The secrets of a saved join command, each with the file (in the script's
+/// private temporary directory) that carries it to `u7s-bundle join`.
+type Secrets = Vec<(&'static str, String)>;
+
+/// `u7s-bundle join …` for a `kubeadm join …` line: the same endpoint, the
+/// secrets as `--token-file`/`--certificate-key-file` (their values are
+/// returned, for the script to write into 0600 files: a command line is
+/// readable by every local user), plus the image set of this cluster (a
+/// joining node has no bundle record of its own).
+fn u7s_join_command(
+    select: &ClusterSelectArgs,
+    sel: &Selection,
+    kubeadm_line: &str,
+) -> (String, Secrets) {
     let words: Vec<&str> = kubeadm_line.split_whitespace().skip(2).collect();
     let mut out: Vec<String> = vec!["u7s-bundle".into(), "join".into()];
+    let mut secrets: Secrets = Vec::new();
     let mut i = 0;
     while i < words.len() {
         let w = words[i];
         match w {
-            "--token" | "--discovery-token-ca-cert-hash" | "--certificate-key" => {
+            "--token" | "--certificate-key" => {
+                let file = if w == "--token" {
+                    "token"
+                } else {
+                    "certificate-key"
+                };
+                if let Some(v) = words.get(i + 1) {
+                    out.push(format!("{w}-file \"$secrets/{file}\""));
+                    secrets.push((file, v.to_string()));
+                }
+                i += 2;
+                continue;
+            }
+            "--discovery-token-ca-cert-hash" => {
                 out.push(w.to_string());
                 if let Some(v) = words.get(i + 1) {
                     out.push(shell_quote(v));
@@ -361,24 +393,53 @@ fn u7s_join_command(select: &ClusterSelectArgs, sel: &Selection, kubeadm_line: &
     for f in fprs {
         out.extend(["--fingerprint".into(), f]);
     }
-    out.join(" ")
+    (out.join(" "), secrets)
 }
 
-fn join_script(what: &str, kubeadm_line: &str, u7s_line: &str) -> String {
+/// The saved join script. Its secrets go to `u7s-bundle join` in 0600 files
+/// of a private temporary directory, written by the shell from here-documents
+/// (no process gets them as arguments), removed when it ends.
+fn join_script(what: &str, kubeadm_line: &str, u7s_line: &str, secrets: &Secrets) -> String {
     let now = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
+    let kubeadm_line = kubeadm::redact_args(
+        &kubeadm_line
+            .split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>(),
+    )
+    .join(" ");
+    let mut writes = String::new();
+    for (file, value) in secrets {
+        writes.push_str(&format!(
+            "cat > \"$secrets/{file}\" <<'U7S_SECRET'\n{value}\nU7S_SECRET\n"
+        ));
+    }
     format!(
         "#!/bin/sh\n\
          # Join {what} to this cluster: run on that node as root.\n\
          # Saved by `u7s-bundle init` at {now}. It holds a bootstrap token (and for a\n\
          # control-plane node the certificate key): keep it secret; both expire\n\
          # (`kubeadm token create --print-join-command` makes new ones).\n\
-         # kubeadm printed:\n\
+         # kubeadm printed (secrets left out):\n\
          #   {kubeadm_line}\n\
+         # The secrets reach u7s-bundle in 0600 files, never on a command line.\n\
+         set -eu\n\
+         umask 077\n\
+         secrets=$(mktemp -d)\n\
+         trap 'rm -rf \"$secrets\"' EXIT\n\
+         trap 'exit 130' INT TERM\n\
+         {writes}\
          # u7s-bundle join checks the node first and keeps the wrapper on the registry:\n\
-         exec {u7s_line}\n"
+         {u7s_line}\n"
     )
+}
+
+/// A bootstrap token (`abcdef.0123456789abcdef`) or certificate key (hex):
+/// safe in a quoted here-document, which then cannot end early.
+fn is_plain_secret(v: &str) -> bool {
+    !v.is_empty() && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.')
 }
 
 fn save_join_commands(select: &ClusterSelectArgs, sel: &Selection, output: &str) -> Result<()> {
@@ -409,7 +470,15 @@ fn save_join_commands(select: &ClusterSelectArgs, sel: &Selection, output: &str)
         fsutil::create_dir_all_mode(dir, 0o755)
             .with_context(|| format!("creating {}", dir.display()))?;
         let path = dir.join(file);
-        let script = join_script(what, line, &u7s_join_command(select, sel, line));
+        let (command, secrets) = u7s_join_command(select, sel, line);
+        if let Some((_, v)) = secrets.iter().find(|(_, v)| !is_plain_secret(v)) {
+            bail!(
+                "kubeadm printed a join secret u7s-bundle does not expect ({} characters, not \
+                 letters, digits and dots); the join commands were not saved",
+                v.len()
+            );
+        }
+        let script = join_script(what, line, &command, &secrets);
         fsutil::write_atomic(&path, script.as_bytes(), 0o600)
             .with_context(|| format!("writing {}", path.display()))?;
         saved.push((label, path));

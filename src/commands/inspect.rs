@@ -46,6 +46,7 @@ fn print_inspect_json(
         "flannel_cni_plugin_tag": m.flannel_cni_plugin_tag,
         "kubeadm_versions": m.kubeadm_versions,
         "created": m.created,
+        "expires": m.expires,
         "tool": m.tool,
         "signed": signed,
         "signer": signer,
@@ -95,6 +96,9 @@ fn print_text(args: &InspectArgs, m: &BundleManifest, signed: bool, signer: Opti
             .unwrap_or_default()
     );
     println!("created:    {} by {}", m.created, m.tool);
+    if let Some(e) = &m.expires {
+        println!("expires:    {e} (load and verify refuse it after)");
+    }
     match (signed, &signer) {
         (true, Some(f)) => {
             println!("signed:     yes, by {f} (not verified here: run `u7s-bundle verify`)")

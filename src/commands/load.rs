@@ -25,7 +25,7 @@ use u7s_bundle::registry::Client;
 use u7s_bundle::sign::{self, ImageSigner};
 use u7s_bundle::trust;
 use u7s_bundle::trust::install as trust_install;
-use u7s_bundle::{fsutil, interrupt};
+use u7s_bundle::{freshness, interrupt};
 
 pub fn run(args: LoadArgs) -> Result<()> {
     interrupt::install();
@@ -33,13 +33,17 @@ pub fn run(args: LoadArgs) -> Result<()> {
     let _lock = take_lock(&cfg)?;
     let (streamed, complete) = read_and_push(&cfg)?;
     let Streamed {
-        mut pusher, signer, ..
+        mut pusher,
+        signer,
+        guard,
+        ..
     } = streamed;
     let trust_plan = plan_trust_files(&cfg)?;
     pusher.push_manifests().context("pushing manifests")?;
     let digests = manifest_digests(&pusher);
     let signatures = sign_all(&cfg, &digests, pusher.names())?;
     tag_all(&mut pusher)?;
+    let repointed = record_tags(&cfg, guard, &pusher, &digests)?;
     let files = install_trust_files(&cfg, trust_plan)?;
     record_state(&cfg, pusher.manifest())?;
     report(&Loaded {
@@ -50,6 +54,7 @@ pub fn run(args: LoadArgs) -> Result<()> {
         pusher: &pusher,
         signatures,
         files,
+        repointed,
         complete,
     });
     Ok(())
@@ -160,6 +165,8 @@ fn read_and_push(cfg: &LoadConfig) -> Result<(Streamed<'_>, bool)> {
         layer_compression: LayerCompression::from(args.layer_compression),
         arch: args.arch.as_deref(),
         volume_json: input.as_ref().and_then(volumes::Input::bundle_json_digest),
+        state_dir: &args.state_dir,
+        allow_downgrade: args.allow_downgrade,
     };
     let task = cfg.progress.bytes_task("Verifying and pushing", None);
     let mut sink = PushSink::new(&cfg.client, &trust, &cfg.profiles, options, &task);
@@ -257,6 +264,27 @@ fn tag_all(pusher: &mut Pusher) -> Result<()> {
     pusher.tag_all().context("setting tags")
 }
 
+/// The tags that moved, named; the record of what set each tag updated
+/// (see `freshness`).
+fn record_tags(
+    cfg: &LoadConfig,
+    guard: freshness::Guard,
+    pusher: &Pusher,
+    digests: &[Digest],
+) -> Result<Vec<freshness::Replacement>> {
+    let registry = cfg.registry();
+    let tagged = freshness::Tagged {
+        registry: &registry,
+        manifest: pusher.manifest(),
+        names: pusher.names(),
+        digests,
+        repointed: &pusher.repointed,
+    };
+    guard
+        .commit(&cfg.args.state_dir, &tagged, cfg.args.dry_run)
+        .context("recording the tags set")
+}
+
 /// The trust files, last: written (or, in a dry run, what would be).
 fn install_trust_files(
     cfg: &LoadConfig,
@@ -310,10 +338,9 @@ fn record_state(cfg: &LoadConfig, m: &u7s_bundle::bundle::BundleManifest) -> Res
             .format(&time::format_description::well_known::Rfc3339)
             .ok(),
     };
-    let path = u7s_bundle::kubeadm::LastBundle::path(&args.state_dir);
-    fsutil::create_dir_all_mode(&args.state_dir, 0o755)
-        .and_then(|()| fsutil::write_atomic(&path, &serde_json::to_vec_pretty(&lb)?, 0o644))
-        .with_context(|| format!("recording the load in {}", path.display()))
+    // Per platform and version too: loading another version must not change
+    // what init/join on this node use (see node_state).
+    u7s_bundle::node_state::record_load(&args.state_dir, &lb).context("recording the load")
 }
 
 /// What the report says.
@@ -325,6 +352,8 @@ struct Loaded<'a> {
     push: PushStats,
     signatures: SignStats,
     files: trust_install::Installed,
+    /// Tags that pointed elsewhere and were moved (see `freshness`).
+    repointed: Vec<freshness::Replacement>,
     /// False when the rest of the archive was not needed (every layer present).
     complete: bool,
 }
@@ -354,6 +383,7 @@ fn report_json(l: &Loaded) {
         "files": l.files.files,
         "warnings": l.files.warnings.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "archive_fully_read": l.complete,
+        "repointed": l.repointed,
     }));
 }
 
@@ -405,6 +435,14 @@ fn report_text(l: &Loaded) {
     println!("signatures by {fpr}: {written} written, {present} already present");
     for m in &sigs.moved_aside {
         println!("{m}");
+    }
+    let moved = if args.dry_run {
+        "would re-point"
+    } else {
+        "re-pointed"
+    };
+    for r in &l.repointed {
+        println!("{moved} {}", r.describe());
     }
     if !l.complete {
         println!("every layer was already in the registry: the rest of the archive was not read");

@@ -116,20 +116,23 @@ fn select_set(args: &ClusterSelectArgs) -> Result<Selection> {
         .context(
             "cannot tell this host's platform (not an ALT system, no U7S_PLATFORM, no last-bundle.json): give --platform",
         )?;
-    let (version, flannel, source) = match (&kube_version, &last) {
-        (Some(v), _) => (v.clone(), flannel_tag.clone(), "profile".to_string()),
-        (None, Some(l)) => (
-            l.kube_version.clone(),
-            flannel_tag.clone().or_else(|| l.flannel_tag.clone()),
-            format!(
-                "profile, version of the last bundle loaded ({})",
-                LastBundle::path(&args.state_dir).display()
-            ),
-        ),
-        (None, None) => bail!(
-            "no kubernetes version: give --kube-version (or --bundle); no bundle load is recorded in {}",
-            LastBundle::path(&args.state_dir).display()
-        ),
+    let (version, flannel, source) = match &kube_version {
+        Some(v) => (v.clone(), flannel_tag.clone(), "profile".to_string()),
+        None => {
+            let canonical = |name: &str| {
+                profiles
+                    .platform(name)
+                    .map(|p| p.name.clone())
+                    .unwrap_or_else(|_| name.to_string())
+            };
+            default_version(
+                args,
+                flannel_tag.as_deref(),
+                &canonical(&platform_name),
+                canonical,
+                last.as_ref(),
+            )?
+        }
     };
     let set = profiles.image_set(&platform_name, Some(&version), flannel.as_deref())?;
     if set.kind != PlatformKind::Kubernetes {
@@ -320,6 +323,63 @@ fn replace_images(sel: &mut Selection, images: Vec<String>) {
         .map(|n| expected.get(n).and_then(|d| (*d).clone()))
         .collect();
     sel.images = images;
+}
+
+/// Without --kube-version: the version this node runs, else the only one
+/// loaded for the platform, else (a state directory from before per-version
+/// records) the last bundle loaded. Several loaded and none running: refused.
+fn default_version(
+    args: &ClusterSelectArgs,
+    flannel_tag: Option<&str>,
+    platform: &str,
+    canonical: impl Fn(&str) -> String,
+    last: Option<&LastBundle>,
+) -> Result<(String, Option<String>, String)> {
+    use u7s_bundle::node_state::{self, Chosen, NodeRecord};
+    let dir = &args.state_dir;
+    // (A node brought up under a legacy name, k8s-c10f2, runs c10f.)
+    let node = NodeRecord::read(dir)?.map(|mut n| {
+        n.platform = canonical(&n.platform);
+        n
+    });
+    let loaded = node_state::loaded(dir, platform)?;
+    let flannel_of = |v: &str| {
+        flannel_tag.map(str::to_string).or_else(|| {
+            loaded
+                .iter()
+                .find(|l| l.kube_version == v)
+                .and_then(|l| l.flannel_tag.clone())
+        })
+    };
+    Ok(match node_state::choose(node.as_ref(), &loaded, platform)? {
+        Some(Chosen::Running(v)) => (
+            v.clone(),
+            flannel_of(&v),
+            format!(
+                "profile, the version this node runs ({})",
+                NodeRecord::path(dir).display()
+            ),
+        ),
+        Some(Chosen::OnlyLoaded(l)) => (
+            l.kube_version.clone(),
+            flannel_of(&l.kube_version),
+            format!("profile, the only version loaded for {platform}"),
+        ),
+        None => match last {
+            Some(l) => (
+                l.kube_version.clone(),
+                flannel_tag.map(str::to_string).or_else(|| l.flannel_tag.clone()),
+                format!(
+                    "profile, version of the last bundle loaded ({})",
+                    LastBundle::path(dir).display()
+                ),
+            ),
+            None => bail!(
+                "no kubernetes version: give --kube-version (or --bundle); no bundle load is recorded in {}",
+                dir.display()
+            ),
+        },
+    })
 }
 
 fn select_from_bundle(
