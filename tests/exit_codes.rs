@@ -25,7 +25,7 @@ const SET: [&str; 9] = [
     "c10f/pause:3.9",
     "c10f/etcd:3.5.6-0",
     "c10f/flannel:v0.26.7",
-    "c10f/flannel-cni-plugin:v1.6.2-flannel1",
+    "c10f/flannel-cni-plugin:v1.7.1-flannel1",
 ];
 
 /// What the stand-in wrapper exits with in the `N` row.

@@ -972,9 +972,10 @@ fn the_archive() -> PathBuf {
 fn a_full_disk_while_writing_trust_files_leaves_them_intact() {
     let t = Target::new();
     // A policy larger than the limit: its rewrite is the write that fails.
-    // Signatures and the public key (~2 KiB) fit under it.
-    const LIMIT: u64 = 8 << 10;
-    seed_trust_files(&t, 12 << 10);
+    // Signatures, the public key (~2 KiB) and the state's tag record
+    // (~0.5 KiB a tag) fit under it.
+    const LIMIT: u64 = 32 << 10;
+    seed_trust_files(&t, 48 << 10);
     let before_etc = tree(&t.p("etc"));
     let before_keys = tree(&t.p("keys"));
     let out = ub_fsize(t.home.path(), &load_args(&t, &the_archive()), LIMIT);
