@@ -434,11 +434,11 @@ fn a_two_host_cluster_from_services_to_join_and_a_replaced_key_refused() {
         fs::read(b.join("var/sigstore/keys/imagemaker.pgp")).unwrap(),
         fs::read(sigstore.join("keys/imagemaker.pgp")).unwrap()
     );
-    assert!(fs::read_to_string(
-        b.join("etc/containers/registries.conf.d/50-u7s-bundle-registry.conf")
-    )
-    .unwrap()
-    .contains(&format!("location = \"{registry}\"\ninsecure = true\n")));
+    assert!(
+        fs::read_to_string(b.join("etc/containers/registries.conf.d/u7s-bundle.conf"))
+            .unwrap()
+            .contains(&format!("location = \"{registry}\"\ninsecure = true\n"))
+    );
     assert_eq!(
         fs::read_to_string(b.join("etc/hosts")).unwrap(),
         "127.0.0.1 localhost\n127.0.0.1 registry.local sigstore.local\n"

@@ -22,7 +22,6 @@
 //! layout) are those of containers/image as shipped in Debian bookworm and ALT;
 //! see `shared/notes/simple-signing.md`.
 
-pub mod insecure_registry;
 pub mod install;
 pub mod keys;
 pub mod lookaside;

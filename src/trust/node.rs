@@ -25,7 +25,7 @@ use serde::Deserialize;
 
 use super::lookaside::{Fetch, LookasideError};
 use super::policy::{self, PolicyError};
-use super::{insecure_registry, keys, registries_d, Change};
+use super::{keys, registries_conf, registries_d, Change};
 use crate::edits::{self, Edit};
 use crate::hosts;
 use crate::sign::{self, Cert};
@@ -59,7 +59,7 @@ pub enum NodeTrustError {
     #[error(transparent)]
     Policy(#[from] PolicyError),
     #[error(transparent)]
-    Registry(#[from] insecure_registry::InvalidRegistry),
+    RegistriesConf(#[from] registries_conf::RegistriesConfError),
     #[error(transparent)]
     RegistriesD(#[from] registries_d::RegistriesDError),
     #[error("{}: {source}", path.display())]
@@ -246,12 +246,17 @@ pub fn plan(
             what: format!("signedBy rule for {registry}"),
         });
     }
-    edits.push(Edit {
-        path: paths.registries_conf_d.join(insecure_registry::DROPIN_FILE),
-        content: insecure_registry::dropin(registry)?.into_bytes(),
-        mode: 0o644,
-        what: format!("{registry} over plain HTTP"),
-    });
+    // The same drop-in `load` writes, decided the same way: nothing when the
+    // node's registries.conf files already mark the registry insecure.
+    if let Some((path, content)) = registries_conf::plan(&paths.registries_conf_d, registry)?.write
+    {
+        edits.push(Edit {
+            path,
+            content,
+            mode: 0o644,
+            what: format!("{registry} over plain HTTP"),
+        });
+    }
     if let Some(addr) = address {
         let now = edits::read_optional(&paths.hosts_file).map_err(io(&paths.hosts_file))?;
         let now = String::from_utf8_lossy(now.as_deref().unwrap_or_default()).into_owned();
