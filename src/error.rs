@@ -14,3 +14,25 @@ pub enum Class {
     /// the command line (exit code 1).
     Failed,
 }
+
+/// `err` and its causes joined by `: `, leaving out a cause whose text the
+/// message already ends with (errors that print their source, like
+/// `"{path}: {source}"`, would otherwise say it twice). reqwest's "error
+/// sending request" alone hides the cause that helps ("failed to lookup
+/// address information"), so library code that turns an error into text
+/// uses this too.
+pub fn message_with_causes(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut msg = String::new();
+    let mut cause = Some(err);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !msg.ends_with(&text) {
+            if !msg.is_empty() {
+                msg.push_str(": ");
+            }
+            msg.push_str(&text);
+        }
+        cause = c.source();
+    }
+    msg
+}

@@ -400,22 +400,6 @@ impl HttpFetch {
     }
 }
 
-/// reqwest's message with its causes: "error sending request" alone hides
-/// the one that helps ("failed to lookup address information").
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !s.contains(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        cause = c.source();
-    }
-    s
-}
-
 impl Fetch for HttpFetch {
     fn fetch(&self, url: &str) -> Result<Option<Vec<u8>>, LookasideError> {
         let err = |why: String| LookasideError::Fetch {
@@ -426,7 +410,7 @@ impl Fetch for HttpFetch {
             .client
             .get(url)
             .send()
-            .map_err(|e| err(with_causes(&e)))?;
+            .map_err(|e| err(crate::error::message_with_causes(&e)))?;
         match resp.status() {
             reqwest::StatusCode::NOT_FOUND => Ok(None),
             reqwest::StatusCode::OK => {

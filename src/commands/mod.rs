@@ -97,22 +97,10 @@ fn class_of(e: &(dyn std::error::Error + 'static)) -> Option<Class> {
         })
 }
 
-/// `err` and its causes joined by `: `, leaving out a cause whose text the
-/// message already ends with (errors that print their source, like
-/// `"{path}: {source}"`, would otherwise say it twice).
+/// `err` and its causes, each said once (see
+/// [`u7s_bundle::error::message_with_causes`]).
 pub fn error_message(err: &anyhow::Error) -> String {
-    let mut msg = String::new();
-    for cause in err.chain() {
-        let text = cause.to_string();
-        if msg.ends_with(&text) {
-            continue;
-        }
-        if !msg.is_empty() {
-            msg.push_str(": ");
-        }
-        msg.push_str(&text);
-    }
-    msg
+    u7s_bundle::error::message_with_causes(err.as_ref())
 }
 
 /// bundle.json and its signature, the first entries of a bundle file or
